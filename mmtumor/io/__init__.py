@@ -1,0 +1,1 @@
+"""File input/output: NIfTI (affine-safe), DICOM series, BraTS-layout datasets."""

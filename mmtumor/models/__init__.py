@@ -1,0 +1,1 @@
+"""Fusion networks. Import ``mmtumor.models.registry`` to build one by name (this imports torch)."""
