@@ -54,6 +54,6 @@ def deep_supervision_loss(logits_list: list[torch.Tensor], target: torch.Tensor,
         weights = [0.5**i for i in range(len(logits_list))]
     total = sum(weights)
     loss = logits_list[0].new_zeros((), dtype=torch.float32)
-    for w, lg in zip(weights, logits_list):
+    for w, lg in zip(weights, logits_list, strict=False):
         loss = loss + (w / total) * dice_bce(lg, downsample_target(target, lg.shape[2:]))
     return loss

@@ -61,7 +61,7 @@ class Subset:
 
     @property
     def modalities(self) -> tuple[Modality, ...]:
-        return tuple(m for m, p in zip(MODALITIES, self.mask) if p)
+        return tuple(m for m, p in zip(MODALITIES, self.mask, strict=False) if p)
 
     @property
     def name(self) -> str:
