@@ -63,8 +63,15 @@ def _inspect_case(case: Case) -> dict:
 
 
 def inspect(path: Path | str) -> dict:
-    """Describe a NIfTI folder: cases, modalities, geometry, labels and problems (never raises for per-case issues)."""
+    """Describe a NIfTI folder: cases, modalities, geometry, labels and problems (never raises for per-case issues).
+
+    A folder of DICOM files (and no NIfTI) is described series by series instead (see :func:`inspect_dicom`).
+    """
     path = Path(path)
+    from .io.dicom import looks_like_dicom
+
+    if path.exists() and looks_like_dicom(path):
+        return inspect_dicom(path)
     cases, unknown = discover_cases(path)
     if not cases:
         hint = f"; {len(unknown)} NIfTI files have unrecognised names" if unknown else ""
@@ -77,10 +84,115 @@ def inspect(path: Path | str) -> dict:
     }
 
 
+def inspect_dicom(path: Path | str, progress=None) -> dict:
+    """DICOM study: every series with orientation, size, spacing, detected modality, confidence, reasons, problems."""
+    from .io.dicom import study_report
+
+    return study_report(path, progress)[3]
+
+
+def convert(dicom_dir: Path | str, out_dir: Path | str, all_series: bool = False, overrides: dict | None = None,
+            progress=None) -> dict:
+    """DICOM study -> t1/t1c/t2/flair.nii.gz + JSON sidecars (``all_series``: every image series too).
+
+    ``overrides`` maps a modality to a series id, SeriesInstanceUID or path; low-confidence detections are never
+    used without one (they are listed in the report's ``warnings``).
+    """
+    from .io.dicom import convert_study
+
+    return convert_study(dicom_dir, out_dir, all_series=all_series, overrides=overrides, progress=progress)
+
+
 def make_manifest(data_dir: Path | str, manifest_path: Path | str, seed: int = 0,
                   ratios: tuple[float, float, float] = (0.7, 0.1, 0.2)) -> dict:
     """Seeded train/val/test manifest, written once at ``manifest_path`` and reused afterwards."""
     return load_or_create_manifest(data_dir, manifest_path, seed, ratios)
+
+
+def train(data_dir: Path | str, method: str = "a2fseg", run_dir: Path | str = "runs/train", preset: str | None = None,
+          config_file: Path | str | None = None, resume: bool = False, quiet: bool = False, **options) -> dict:
+    """Train ``method`` on a BraTS-layout folder; options as in ``mmtumor.train.config.TrainConfig``.
+
+    With ``resume`` the saved ``config.json`` of the run is reused (explicit options still win).
+    """
+    import torch
+
+    from .train.config import resolve_config
+    from .train.trainer import train as _train
+
+    data_dir = Path(data_dir)
+    if not data_dir.is_dir():
+        raise NoCasesError(f"data folder not found: {data_dir}")
+    run_dir = Path(run_dir)
+    if resume and config_file is None and (run_dir / "config.json").exists():
+        config_file = run_dir / "config.json"
+    if preset is None and config_file is None:
+        on_gpu = options.get("device", "auto") != "cpu" and torch.cuda.is_available()
+        preset = "paper" if on_gpu else "tiny"
+    if options.get("patch") is not None:
+        options["patch"] = tuple(options["patch"])
+    cfg = resolve_config(method, data_dir, run_dir, config_file, preset=preset, **options)
+    from .models.registry import get_spec
+
+    get_spec(cfg.method)  # unknown method -> one-line error before any work
+    return _train(cfg, quiet=quiet, resume=resume)
+
+
+# ------------------------------------------------------------------------- weights (logic in mmtumor.weights)
+def weights_list() -> list:
+    """Bundled and cached Hub models (``mmtumor weights list``)."""
+    from .weights import list_models
+
+    return list_models()
+
+
+def weights_pull(spec: str):
+    """Download (or refresh) and verify weights: NAME, PATH or hf://owner/repo[/NAME][@revision]."""
+    from .weights import resolve
+
+    return resolve(spec, refresh=True)
+
+
+def weights_verify(name_or_path: str | None = None) -> list:
+    """Re-hash weights files against their manifest; returns one check per file."""
+    from .weights import verify
+
+    return verify(name_or_path)
+
+
+def weights_export(run_dir: Path | str, out_dir: Path | str, name: str | None = None, meta_file: Path | str | None = None,
+                   dtype: str | None = None, default: bool = False):
+    """Training run (checkpoint) -> safetensors + JSON config + model card + manifest entry."""
+    import json
+
+    from .errors import ReadError
+    from .weights import export_run
+
+    meta = None
+    if meta_file is not None:
+        try:
+            meta = json.loads(Path(meta_file).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise ReadError(f"cannot read metadata file {meta_file}: {exc}") from None
+    return export_run(run_dir, out_dir, name, meta=meta, dtype=dtype, default=default)
+
+
+def weights_push(folder: Path | str, repo_id: str, revision: str | None = None, message: str | None = None,
+                 private: bool = False) -> str:
+    """Upload an exported weights folder to a Hugging Face Hub model repository; returns the commit URL."""
+    from .weights import push
+
+    return push(folder, repo_id, revision=revision, commit_message=message, private=private)
+
+
+def synth(out_dir: Path | str, n_cases: int, seed: int = 0, shape: tuple[int, int, int] = (240, 240, 155),
+          fmt: str = "brats2020", randomize: bool = False, workers: int = 1, dicom: bool = False,
+          progress=None) -> list[Path]:
+    """Write BraTS-layout phantom cases (see docs/synth.md); ``progress(case_id)`` is called per finished case."""
+    from .synth.generate import write_dataset
+
+    return write_dataset(out_dir, n_cases, seed=seed, shape=shape, fmt=fmt, randomize=randomize,
+                         workers=workers, dicom=dicom, progress=progress)
 
 
 def not_available(command: str, issue: str) -> None:

@@ -10,6 +10,7 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from . import __version__
@@ -35,7 +36,7 @@ def user_errors(fn):
         try:
             return fn(*args, **kwargs)
         except MmtumorError as exc:
-            err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
             raise typer.Exit(1) from None
         except KeyboardInterrupt:
             err.print("[red]interrupted[/]")
@@ -84,15 +85,17 @@ def _render_inspect(report: dict) -> None:
 @app.command()
 @user_errors
 def inspect(
-    path: Path = typer.Argument(..., help="Folder of NIfTI cases (BraTS layout or one folder per case)."),
+    path: Path = typer.Argument(..., help="Folder of NIfTI cases (BraTS layout or one folder per case), or a DICOM study folder."),
     as_json: bool = typer.Option(False, "--json", help="Print machine-readable JSON instead of a table."),
 ) -> None:
-    """List the cases in a folder: modalities, shapes, spacing, orientation, labels and problems."""
+    """List the cases in a folder (or the series of a DICOM study with their detected modality and problems)."""
     from . import api
 
     report = api.inspect(path)
     if as_json:
-        sys.stdout.write(json.dumps(report, indent=2) + "\n")
+        sys.stdout.write(json.dumps(report, indent=2, default=str) + "\n")
+    elif report.get("kind") == "dicom":
+        _render_dicom(report)
     else:
         _render_inspect(report)
 
@@ -111,18 +114,109 @@ def segment(ctx: typer.Context) -> None:
     _pending("segment", "issue 7")
 
 
-@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
-@user_errors
-def convert(ctx: typer.Context) -> None:
-    """Convert a DICOM study to NIfTI, one file per detected modality."""
-    _pending("convert", "issue 4")
+def _render_dicom(report: dict) -> None:
+    """DICOM series table: what each series is, how sure we are, why, and what is wrong with it."""
+    table = Table(title=f"DICOM series in {report['root']}", show_lines=True)
+    for col in ("series", "description", "orient.", "size", "spacing (mm)", "detected", "conf.", "reasons", "problems"):
+        table.add_column(col, overflow="fold")
+    for r in report["series"]:
+        det = r["detected"]
+        style = "dim" if det == "OTHER" else ("bold green" if r["selected"] else ("yellow" if not r["confident"] else "green"))
+        mark = " ★" if r["selected"] else ""
+        table.add_row(
+            r["series_id"], r["description"], r["orientation"], "×".join(map(str, r["size"])),
+            "×".join("?" if v is None else f"{v:g}" for v in r["spacing"]),
+            f"[{style}]{det}{mark}[/]", f"{r['confidence']:.2f}", "; ".join(r["reasons"]),
+            "[red]" + "; ".join(r["problems"]) + "[/]" if r["problems"] else "",
+        )
+    out.print(table)
+    sel = ", ".join(f"{m} = series {sid}" for m, sid in report["selected"].items()) or "none"
+    skipped = ", ".join(f"{v} {k}" for k, v in report["skipped"].items())
+    out.print(f"{len(report['series'])} series from {report['n_files']} files{f' (skipped: {skipped})' if skipped else ''}. "
+              f"Selected (★): {sel}. Yellow = low confidence: confirm, or choose with --t1/--t1c/--t2/--flair.")
 
 
-@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+@app.command()
 @user_errors
-def train(ctx: typer.Context) -> None:
-    """Train a fusion model on a BraTS-layout folder."""
-    _pending("train", "issue 6")
+def convert(
+    dicom_dir: Path = typer.Argument(..., help="DICOM study folder (searched recursively; DICOMDIR tolerated)."),
+    out_dir: Path = typer.Argument(..., help="Output folder for t1/t1c/t2/flair.nii.gz and JSON sidecars."),
+    all_series: bool = typer.Option(False, "--all", help="Also convert every other image series (series_<id>_<description>.nii.gz)."),
+    t1: str | None = typer.Option(None, "--t1", help="Use this series (id from 'inspect', SeriesInstanceUID or path) as T1."),
+    t1c: str | None = typer.Option(None, "--t1c", help="Use this series as T1c."),
+    t2: str | None = typer.Option(None, "--t2", help="Use this series as T2."),
+    flair: str | None = typer.Option(None, "--flair", help="Use this series as FLAIR."),
+    as_json: bool = typer.Option(False, "--json", help="Print the conversion report as JSON."),
+    quiet: bool = typer.Option(False, "-q", "--quiet", help="No table and no progress bar."),
+) -> None:
+    """Convert a DICOM study to NIfTI, one file per detected modality (T1, T1c, T2, FLAIR)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from . import api
+
+    overrides = {k: v for k, v in (("T1", t1), ("T1c", t1c), ("T2", t2), ("FLAIR", flair)) if v}
+    if quiet or as_json:
+        report = api.convert(dicom_dir, out_dir, all_series=all_series, overrides=overrides)
+    else:
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                      console=err, transient=True) as bar:
+            task = bar.add_task("reading headers", total=None)
+
+            def progress(stage: str, n: int, total: int) -> None:
+                bar.update(task, description=stage, completed=n, total=total)
+
+            report = api.convert(dicom_dir, out_dir, all_series=all_series, overrides=overrides, progress=progress)
+    if as_json:
+        sys.stdout.write(json.dumps(report, indent=2, default=str) + "\n")
+        return
+    if not quiet:
+        _render_dicom(report)
+    for w in report["warnings"] + report["errors"]:
+        err.print(f"[yellow]warning:[/] {w}", highlight=False, soft_wrap=True)
+    for mod, path in report["written"].items():
+        out.print(f"[green]{mod}[/] -> {path}", highlight=False)
+    if report["written_all"]:
+        out.print(f"{len(report['written_all'])} further series written to {report['out_dir']}")
+    if report["missing"]:
+        out.print(f"[yellow]not found:[/] {', '.join(report['missing'])} (segmentation works with the modalities present)")
+    if not report["written"] and not report["written_all"]:
+        raise MmtumorError(f"no T1/T1c/T2/FLAIR series could be converted from {dicom_dir}")
+
+
+@app.command()
+@user_errors
+def train(
+    data_dir: Path = typer.Argument(..., help="BraTS-layout folder with labelled cases (real BraTS or phantoms)."),
+    method: str = typer.Option("a2fseg", "--method", "-m", help="a2fseg, a2fseg-avg, robustseg, hemis, mmformer, unet, master-assistant."),
+    output: Path = typer.Option(Path("runs/train"), "-o", "--output", help="Run folder (checkpoints, logs, config)."),
+    preset: Optional[str] = typer.Option(None, help="Model size: paper (default on GPU) or tiny (default on CPU)."),
+    epochs: Optional[int] = typer.Option(None, help="Number of epochs."),
+    iters_per_epoch: Optional[int] = typer.Option(None, "--iters-per-epoch", help="Optimiser steps per epoch."),
+    patch: Optional[tuple[int, int, int]] = typer.Option(None, help="Patch size D H W (paper default per method)."),
+    batch: Optional[int] = typer.Option(None, help="Patches per step (per GPU)."),
+    lr: Optional[float] = typer.Option(None, help="Initial learning rate (poly decay, power 0.9)."),
+    optimizer: Optional[str] = typer.Option(None, help="adam or sgd."),
+    amp: Optional[bool] = typer.Option(None, "--amp/--no-amp", help="Mixed precision on GPU (bf16 where supported)."),
+    device: str = typer.Option("auto", "-d", "--device", help="auto, cpu, cuda, cuda:N or mps."),
+    workers: Optional[int] = typer.Option(None, help="DataLoader worker processes."),
+    align: Optional[str] = typer.Option(None, help="Training add-on: medmap."),
+    dropout_schedule: Optional[str] = typer.Option(None, "--dropout-schedule", help="a2fseg, uniform, bernoulli or none (default per method)."),
+    seed: Optional[int] = typer.Option(None, help="Random seed."),
+    val_every: Optional[int] = typer.Option(None, "--val-every", help="Validate every K epochs (0 = never)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --output from its last checkpoint."),
+    config: Optional[Path] = typer.Option(None, "--config", help="JSON file of training options (CLI flags win)."),
+    quiet: bool = typer.Option(False, "-q", "--quiet", help="No progress bar."),
+) -> None:
+    """Train a fusion model on a BraTS-layout folder (works under torchrun for several GPUs)."""
+    from . import api
+
+    result = api.train(data_dir, method=method, run_dir=output, preset=preset, epochs=epochs, iters_per_epoch=iters_per_epoch,
+                       patch=patch, batch=batch, lr=lr, optimizer=optimizer, amp=amp, device=device, workers=workers,
+                       align=align, dropout_schedule=dropout_schedule, seed=seed, val_every=val_every, resume=resume,
+                       config_file=config, quiet=quiet)
+    if result.get("rank", 0) == 0:
+        out.print(f"[green]done[/]: {result['epochs']} epoch(s); best validation score {result['best_score']:.3f}; "
+                  f"checkpoints in {result['run_dir']} (export with: mmtumor weights export {result['run_dir']})")
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
@@ -132,21 +226,126 @@ def benchmark(ctx: typer.Context) -> None:
     _pending("benchmark", "issue 8")
 
 
-@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+@app.command()
 @user_errors
-def synth(ctx: typer.Context) -> None:
-    """Generate BraTS-like phantom cases (NIfTI or DICOM)."""
-    _pending("synth", "issue 3")
+def synth(
+    out_dir: Path = typer.Argument(..., help="Output folder (one sub-folder per case, BraTS layout)."),
+    cases: int = typer.Option(..., "--cases", "-n", help="Number of cases to generate."),
+    seed: int = typer.Option(0, "--seed", help="Dataset seed; case i is seeded from (seed, i)."),
+    shape: Optional[tuple[int, int, int]] = typer.Option(None, "--shape", help="Grid D H W (default 240 240 155 at 1 mm; "
+                                                         "smaller shapes cover the same field of view)."),
+    fmt: str = typer.Option("brats2020", "--format", help="File naming: brats2020 (_t1, _t1ce, _t2, _flair, _seg) "
+                            "or brats2023 (-t1n, -t1c, -t2w, -t2f, -seg)."),
+    randomize: bool = typer.Option(False, "--randomize", help="Domain randomisation: wider contrasts, resolutions, artefacts."),
+    workers: int = typer.Option(1, "--workers", "-j", help="Parallel processes."),
+    dicom: bool = typer.Option(False, "--dicom", help="Also write every case as DICOM series (in <case>/dicom)."),
+) -> None:
+    """Generate BraTS-like phantom cases with ground truth (labels 1 NCR, 2 ED, 4 ET; 3 = ET with brats2023)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from . import api
+    from .synth.generate import validate_options
+
+    shape = validate_options(out_dir, cases, shape or (240, 240, 155), fmt.lower(), workers)
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=err, transient=False) as bar:
+        task = bar.add_task("phantoms", total=cases)
+        done = api.synth(out_dir, cases, seed=seed, shape=shape, fmt=fmt.lower(), randomize=randomize,
+                         workers=workers, dicom=dicom, progress=lambda cid: bar.advance(task))
+    out.print(f"wrote {len(done)} case(s) to {out_dir}")
 
 
-for _name, _issue in (("list", "issue 7"), ("pull", "issue 7"), ("verify", "issue 7"), ("export", "issue 6"), ("push", "issue 7")):
-    def _make(name=_name, issue=_issue):
-        @user_errors
-        def _cmd(ctx: typer.Context) -> None:
-            _pending(f"weights {name}", issue)
-        _cmd.__doc__ = f"weights {name} (not available yet)"
-        return _cmd
-    weights_app.command(_name, context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(_make())
+# ----------------------------------------------------------------------------------------- weights
+@weights_app.command("list")
+@user_errors
+def weights_list(as_json: bool = typer.Option(False, "--json", help="Print machine-readable JSON.")) -> None:
+    """Bundled models and Hub models in the cache: size, modalities, source and benchmark summary."""
+    from . import api
+
+    models = api.weights_list()
+    if as_json:
+        rows = [{**m.__dict__, "path": str(m.path)} for m in models]
+        sys.stdout.write(json.dumps(rows, indent=2) + "\n")
+        return
+    if not models:
+        out.print("No weights found: no bundled weights/manifest.json and nothing cached. Pull with: mmtumor weights pull hf://owner/repo")
+        return
+    table = Table(title="mmtumor weights")
+    for col in ("name", "method", "size (MB)", "modalities", "source", "benchmark (Dice)"):
+        table.add_column(col, overflow="fold")
+    for m in models:
+        name = f"{m.name} [green](default)[/]" if m.default else m.name
+        source = m.source if m.source == "bundled" else f"{m.source}: {m.spec}"
+        table.add_row(name, m.method, f"{m.size_bytes / 1e6:.2f}", ",".join(m.modalities), source, m.summary)
+    out.print(table)
+
+
+@weights_app.command("pull")
+@user_errors
+def weights_pull(spec: str = typer.Argument(..., help="NAME, PATH or hf://owner/repo[/NAME][@revision].")) -> None:
+    """Download weights into $MMTUMOR_HOME (default ~/.cache/mmtumor) and verify their SHA-256 sums."""
+    from . import api
+
+    rw = api.weights_pull(spec)
+    state = "[green]SHA-256 verified[/]" if rw.verified else "[yellow]no manifest: not verified[/]"
+    out.print(f"{rw.name} ({rw.method}) {state}: {rw.weights_path}")
+    out.print(f"use it with: --weights {rw.spec}", highlight=False)
+
+
+@weights_app.command("verify")
+@user_errors
+def weights_verify(name: Optional[str] = typer.Argument(None, help="NAME, folder or hf:// spec; all models when omitted.")) -> None:
+    """Recompute SHA-256 sums against the manifest; exit 1 when any file differs or is missing."""
+    from . import api
+
+    checks = api.weights_verify(name)
+    if not checks:
+        out.print("nothing to verify (no bundled or cached weights)")
+        return
+    table = Table(title="SHA-256 check")
+    for col in ("model", "file", "status", "sha256"):
+        table.add_column(col, overflow="fold")
+    for c in checks:
+        status = "[green]ok[/]" if c.ok else f"[red]{c.problem}[/]"
+        table.add_row(c.model, c.file, status, (c.actual or "")[:16])
+    out.print(table)
+    bad = [c for c in checks if not c.ok]
+    if bad:
+        err.print(f"[bold red]error:[/] {len(bad)} of {len(checks)} file(s) failed verification", highlight=False)
+        raise typer.Exit(1)
+
+
+@weights_app.command("export")
+@user_errors
+def weights_export(
+    run_dir: Path = typer.Argument(..., help="Training run folder (best.pt/last.pt) or a checkpoint file."),
+    output: Path = typer.Option(..., "-o", "--output", help="Folder to write NAME.safetensors/.json/.md and manifest.json."),
+    name: Optional[str] = typer.Option(None, "--name", help="Model name (default: the run folder's name)."),
+    meta: Optional[Path] = typer.Option(None, "--meta", help="JSON with card fields (metrics, training_data, ...)."),
+    dtype: Optional[str] = typer.Option(None, "--dtype", help="Store weights as float32|float16|bfloat16."),
+    default: bool = typer.Option(False, "--default", help="Make this the folder's default model."),
+) -> None:
+    """Export a training run to the weights format (safetensors + JSON config + model card + SHA-256 manifest)."""
+    from . import api
+
+    rw = api.weights_export(run_dir, output, name, meta, dtype, default)
+    out.print(f"exported {rw.name} ({rw.method}) to {rw.weights_path.parent} ({rw.weights_path.stat().st_size / 1e6:.2f} MB)")
+
+
+@weights_app.command("push")
+@user_errors
+def weights_push(
+    folder: Path = typer.Argument(..., help="An exported weights folder (with manifest.json)."),
+    repo_id: str = typer.Argument(..., help="Hub repository, owner/name (created if missing)."),
+    revision: Optional[str] = typer.Option(None, "--revision", help="Branch to commit to (default main)."),
+    message: Optional[str] = typer.Option(None, "-m", "--message", help="Commit message."),
+    private: bool = typer.Option(False, "--private", help="Create the repository as private."),
+) -> None:
+    """Upload an exported folder with its model cards to the Hugging Face Hub (needs a token: hf auth login)."""
+    from . import api
+
+    url = api.weights_push(folder, repo_id, revision, message, private)
+    out.print(f"pushed: {url}", highlight=False)
 
 
 def main() -> None:

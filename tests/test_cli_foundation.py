@@ -73,3 +73,8 @@ def test_import_does_not_load_torch():
 
     code = "import sys, mmtumor, mmtumor.cli, mmtumor.api; print('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"
+
+
+def test_error_text_with_brackets_is_not_markup(tmp_path):
+    r = runner.invoke(app, ["inspect", str(tmp_path / "[Errno 2] odd[/]name")])
+    assert r.exit_code == 1 and "Traceback" not in r.output and "[Errno 2]" in r.output

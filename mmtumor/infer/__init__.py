@@ -1,0 +1,1 @@
+"""Inference: sliding-window prediction with Gaussian blending, mirroring TTA, the segment predictor."""

@@ -1,0 +1,1 @@
+"""Training: preprocessing cache, patch sampling + augmentation, missing-modality schedules, loop, DDP, checkpoints."""

@@ -1,0 +1,106 @@
+"""One-time preprocessing cache per dataset: crop to the brain, normalise each modality, labels -> regions.
+
+Each case becomes ``<id>.image.npy`` (float16 [4, D, H, W], absent modalities zero), ``<id>.regions.npy``
+(uint8 [3, D, H, W]) and ``<id>.json`` (present mask, crop box, original affine). Arrays are opened memory-mapped
+so DataLoader workers share the page cache instead of copying volumes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputError
+from ..io.dataset import Case, load_case
+from ..labels import labels_to_regions
+
+CACHE_VERSION = 1
+
+
+def normalise_case(image: np.ndarray, present: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Normalise every present modality with the project's one normalisation; returns (image, brain mask)."""
+    from ..preprocess import normalize as norm
+
+    mask = norm.brain_mask_from_image(image[present]) if hasattr(norm, "brain_mask_from_image") else np.any(image[present] != 0, axis=0)
+    out = np.zeros_like(image, dtype=np.float32)
+    for i in np.flatnonzero(present):
+        out[i] = norm.normalize_intensity(image[i], mask)
+    return out, mask
+
+
+def bbox_of(mask: np.ndarray, margin: int = 2) -> tuple[slice, ...]:
+    if not mask.any():
+        return tuple(slice(0, s) for s in mask.shape)
+    idx = np.nonzero(mask)
+    return tuple(slice(max(int(i.min()) - margin, 0), min(int(i.max()) + 1 + margin, s)) for i, s in zip(idx, mask.shape))
+
+
+def _save_npy_atomic(path: Path, arr: np.ndarray) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npy", dir=path.parent)
+    os.close(fd)
+    np.save(tmp, arr)
+    os.replace(tmp, path)
+
+
+def dataset_key(cases: list[Case]) -> str:
+    """Hash of the case files (paths, sizes, mtimes) and the cache version: a changed dataset gets a new cache."""
+    h = hashlib.sha256(f"v{CACHE_VERSION}".encode())
+    for c in sorted(cases, key=lambda c: c.case_id):
+        for p in c.files:
+            st = p.stat()
+            h.update(f"{c.case_id}|{p}|{st.st_size}|{int(st.st_mtime)}".encode())
+    return h.hexdigest()[:16]
+
+
+@dataclass
+class CachedCase:
+    case_id: str
+    image: np.ndarray  # memory-mapped float16 [4, D, H, W]
+    regions: np.ndarray  # memory-mapped uint8 [3, D, H, W]
+    present: np.ndarray  # bool [4]
+    fg_index: np.ndarray  # int32 [N, 3] sample of tumour voxel coordinates (for oversampling)
+
+
+def build_cache(cases: list[Case], cache_dir: Path, progress=None) -> list[CachedCase]:
+    """Preprocess every case once (skipping those already cached) and open them memory-mapped."""
+    cache_dir = Path(cache_dir)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    out = []
+    for case in cases:
+        meta_path = cache_dir / f"{case.case_id}.json"
+        if not meta_path.exists():
+            if case.label is None:
+                raise InputError(f"case {case.case_id} has no label file; training needs labels")
+            loaded = load_case(case)
+            image, mask = normalise_case(loaded.image, loaded.present)
+            box = bbox_of(mask)
+            regions = labels_to_regions(loaded.label)[(slice(None), *box)].astype(np.uint8)
+            _save_npy_atomic(cache_dir / f"{case.case_id}.image.npy", image[(slice(None), *box)].astype(np.float16))
+            _save_npy_atomic(cache_dir / f"{case.case_id}.regions.npy", regions)
+            fg = np.argwhere(regions[0] > 0).astype(np.int32)
+            if len(fg) > 20000:
+                fg = fg[np.random.default_rng(0).choice(len(fg), 20000, replace=False)]
+            _save_npy_atomic(cache_dir / f"{case.case_id}.fg.npy", fg)
+            meta = {"case_id": case.case_id, "present": loaded.present.tolist(), "box": [[s.start, s.stop] for s in box],
+                    "affine": loaded.affine.tolist(), "version": CACHE_VERSION}
+            fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=cache_dir)
+            with os.fdopen(fd, "w") as f:
+                json.dump(meta, f)
+            os.replace(tmp, meta_path)
+        meta = json.loads(meta_path.read_text())
+        out.append(CachedCase(
+            case.case_id,
+            np.load(cache_dir / f"{case.case_id}.image.npy", mmap_mode="r"),
+            np.load(cache_dir / f"{case.case_id}.regions.npy", mmap_mode="r"),
+            np.array(meta["present"], dtype=bool),
+            np.load(cache_dir / f"{case.case_id}.fg.npy"),
+        ))
+        if progress is not None:
+            progress()
+    return out

@@ -1,0 +1,85 @@
+"""Training configuration: per-method defaults from the papers, every value overridable, saved with the run."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import InputError
+
+#: Defaults from each paper (optimizer, initial lr, weight decay, patch, batch); epochs/iterations are ours.
+METHOD_DEFAULTS: dict[str, dict] = {
+    "a2fseg": {"optimizer": "adam", "lr": 1e-2, "patch": (128, 128, 128), "batch": 2},
+    "a2fseg-avg": {"optimizer": "adam", "lr": 1e-2, "patch": (128, 128, 128), "batch": 2},
+    "robustseg": {"optimizer": "adam", "lr": 1e-4, "patch": (80, 80, 80), "batch": 1},
+    "mmformer": {"optimizer": "adam", "lr": 2e-4, "weight_decay": 1e-4, "patch": (128, 128, 128), "batch": 1},
+    "hemis": {"optimizer": "adam", "lr": 1e-3, "patch": (128, 128, 128), "batch": 2},
+    "unet": {"optimizer": "sgd", "lr": 1e-2, "patch": (128, 128, 128), "batch": 2},
+    "master-assistant": {"optimizer": "adam", "lr": 1e-3, "patch": (128, 128, 128), "batch": 2},
+}
+
+
+@dataclass
+class TrainConfig:
+    method: str
+    data_dir: str
+    run_dir: str
+    preset: str = "paper"
+    model_overrides: dict = field(default_factory=dict)
+    epochs: int = 100
+    iters_per_epoch: int = 250
+    patch: tuple[int, ...] = (128, 128, 128)
+    batch: int = 2
+    lr: float = 1e-2
+    optimizer: str = "adam"
+    weight_decay: float = 0.0
+    momentum: float = 0.99
+    poly_power: float = 0.9
+    amp: bool = True
+    device: str = "auto"
+    workers: int = 2
+    align: str | None = None
+    align_weight: float = 0.1
+    dropout_schedule: str | None = None
+    seed: int = 0
+    split_seed: int = 0
+    val_every: int = 1
+    val_max_cases: int = 10
+    grad_clip: float = 12.0
+    fg_fraction: float = 1 / 3
+    augment: bool = True
+    cache_dir: str | None = None
+    max_bad_steps: int = 10
+
+    def to_json(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["patch"] = list(self.patch)
+        return d
+
+
+def resolve_config(method: str, data_dir: str | Path, run_dir: str | Path, config_file: str | Path | None = None,
+                   **overrides) -> TrainConfig:
+    """Paper defaults for ``method`` <- values from ``config_file`` (JSON) <- explicit overrides (non-None)."""
+    values: dict = {"method": method, "data_dir": str(data_dir), "run_dir": str(run_dir)}
+    values.update(METHOD_DEFAULTS.get(method, {}))
+    if config_file is not None:
+        try:
+            values.update(json.loads(Path(config_file).read_text()))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise InputError(f"cannot read config file {config_file}: {exc}") from None
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    bad = set(values) - known
+    if bad:
+        raise InputError(f"unknown training option(s): {', '.join(sorted(bad))}")
+    values["patch"] = tuple(int(p) for p in values["patch"])
+    cfg = TrainConfig(**values)
+    if cfg.optimizer not in ("adam", "sgd"):
+        raise InputError(f"unknown optimizer '{cfg.optimizer}' (adam or sgd)")
+    if cfg.epochs < 1 or cfg.iters_per_epoch < 1 or cfg.batch < 1:
+        raise InputError("epochs, iters-per-epoch and batch must be >= 1")
+    if any(p < 8 for p in cfg.patch):
+        raise InputError(f"patch {cfg.patch} is too small (each side >= 8)")
+    return cfg

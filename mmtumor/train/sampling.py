@@ -1,0 +1,117 @@
+"""Patch sampling with tumour oversampling, and batch augmentation run on the training device.
+
+Sampling happens in DataLoader workers on memory-mapped arrays (cheap crops); the costly spatial and intensity
+augmentation runs batched on the device (GPU when training there), so data loading never starves it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .cache import CachedCase
+from .schedules import draw_present
+
+
+def crop_patch(case: CachedCase, patch: Sequence[int], rng: np.random.Generator, foreground: bool) -> tuple[np.ndarray, np.ndarray]:
+    """A patch of ``case`` (zero-padded where the volume is smaller); centred on a tumour voxel if asked and possible."""
+    shape = np.array(case.image.shape[1:])
+    patch = np.array(patch)
+    if foreground and len(case.fg_index):
+        centre = case.fg_index[int(rng.integers(len(case.fg_index)))]
+        start = centre - patch // 2 + rng.integers(-(patch // 4), patch // 4 + 1)
+    else:
+        start = np.array([int(rng.integers(min(0, s - p), max(s - p, 0) + 1)) for s, p in zip(shape, patch)])
+    start = np.clip(start, np.minimum(0, shape - patch), np.maximum(shape - patch, 0))
+    lo = np.maximum(start, 0)
+    hi = np.minimum(start + patch, shape)
+    img = np.zeros((case.image.shape[0], *patch), dtype=np.float32)
+    reg = np.zeros((case.regions.shape[0], *patch), dtype=np.float32)
+    dst = tuple(slice(a - s, b - s) for a, b, s in zip(lo, hi, start))
+    src = tuple(slice(a, b) for a, b in zip(lo, hi))
+    img[(slice(None), *dst)] = case.image[(slice(None), *src)]
+    reg[(slice(None), *dst)] = case.regions[(slice(None), *src)]
+    return img, reg
+
+
+class PatchStream(torch.utils.data.IterableDataset):
+    """Endless stream of (image, regions, present) patches; each worker/rank gets its own random stream."""
+
+    def __init__(self, cases: list[CachedCase], patch: Sequence[int], schedule: str, seed: int, rank: int = 0,
+                 fg_fraction: float = 1 / 3) -> None:
+        self.cases, self.patch, self.schedule = cases, tuple(patch), schedule
+        self.seed, self.rank, self.fg_fraction = seed, rank, fg_fraction
+        self.epoch = 1  # 1-based; the trainer updates it (workers are re-created per epoch)
+
+    def __iter__(self):
+        info = torch.utils.data.get_worker_info()
+        wid = info.id if info else 0
+        rng = np.random.default_rng([self.seed, self.rank, wid, self.epoch])
+        while True:
+            case = self.cases[int(rng.integers(len(self.cases)))]
+            img, reg = crop_patch(case, self.patch, rng, foreground=rng.random() < self.fg_fraction)
+            present = draw_present(self.schedule, self.epoch, case.present, rng)
+            img[~present] = 0.0
+            yield torch.from_numpy(img), torch.from_numpy(reg), torch.from_numpy(present)
+
+
+def _rotation_matrix(angles: torch.Tensor) -> torch.Tensor:
+    """Batched 3D rotation matrices from angles [B, 3] (radians)."""
+    cx, cy, cz = torch.cos(angles).unbind(1)
+    sx, sy, sz = torch.sin(angles).unbind(1)
+    one, zero = torch.ones_like(cx), torch.zeros_like(cx)
+    rx = torch.stack([one, zero, zero, zero, cx, -sx, zero, sx, cx], 1).view(-1, 3, 3)
+    ry = torch.stack([cy, zero, sy, zero, one, zero, -sy, zero, cy], 1).view(-1, 3, 3)
+    rz = torch.stack([cz, -sz, zero, sz, cz, zero, zero, zero, one], 1).view(-1, 3, 3)
+    return rz @ ry @ rx
+
+
+def augment_batch(x: torch.Tensor, y: torch.Tensor, present: torch.Tensor, gen: torch.Generator,
+                  p_spatial: float = 0.5, max_angle_deg: float = 20.0, scale_range=(0.8, 1.2),
+                  p_intensity: float = 0.8) -> tuple[torch.Tensor, torch.Tensor]:
+    """Flips, rotation + scaling (one affine resampling), per-channel intensity scale/shift, gamma, noise.
+
+    Works on the device of ``x``; absent channels stay exactly zero.
+    """
+    b = x.shape[0]
+    dev = x.device
+
+    def rand(*shape):
+        return torch.rand(*shape, generator=gen, device="cpu").to(dev)
+
+    # spatial: rotation + scaling via one affine grid (trilinear image, nearest-ish labels via threshold)
+    do = rand(b) < p_spatial
+    if bool(do.any()):
+        angles = (rand(b, 3) * 2 - 1) * math.radians(max_angle_deg) * do[:, None]
+        scale = scale_range[0] + rand(b, 1) * (scale_range[1] - scale_range[0])
+        scale = torch.where(do[:, None], scale, torch.ones_like(scale))
+        theta = torch.zeros(b, 3, 4, device=dev)
+        theta[:, :, :3] = _rotation_matrix(angles) / scale[:, :, None]
+        grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+        x = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+        y = (F.grid_sample(y, grid, mode="bilinear", padding_mode="zeros", align_corners=False) > 0.5).to(y.dtype)
+    # flips along each axis
+    for axis in (2, 3, 4):
+        flip = rand(b) < 0.5
+        if bool(flip.any()):
+            x = torch.where(flip.view(-1, 1, 1, 1, 1), torch.flip(x, (axis,)), x)
+            y = torch.where(flip.view(-1, 1, 1, 1, 1), torch.flip(y, (axis,)), y)
+    # intensity, per sample and channel, inside the brain only (skull-stripped background stays 0)
+    c = x.shape[1]
+    brain = (x.abs().sum(1, keepdim=True) > 0).to(x.dtype)
+    on = (rand(b, c) < p_intensity).float().view(b, c, 1, 1, 1)
+    mult = 1 + on * (rand(b, c).view(b, c, 1, 1, 1) * 0.4 - 0.2)
+    shift = on * (rand(b, c).view(b, c, 1, 1, 1) * 0.4 - 0.2)
+    x = (x * mult + shift) * brain
+    gamma = torch.exp(on * (rand(b, c).view(b, c, 1, 1, 1) * 0.6 - 0.3))
+    mn = x.amin(dim=(2, 3, 4), keepdim=True)
+    rng_ = (x.amax(dim=(2, 3, 4), keepdim=True) - mn).clamp_min(1e-6)
+    x = (((x - mn) / rng_) ** gamma * rng_ + mn) * brain
+    noise_sd = on * rand(b, c).view(b, c, 1, 1, 1) * 0.1
+    x = x + torch.randn(x.shape, generator=gen, device="cpu").to(dev) * noise_sd * brain
+    x = x * present.view(b, c, 1, 1, 1).to(x.dtype)
+    return x, y

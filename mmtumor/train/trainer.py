@@ -1,0 +1,411 @@
+"""The training loop: one GPU, several (torchrun + DDP), or a CPU for tiny runs.
+
+Per epoch: poly learning rate, ``iters_per_epoch`` steps on augmented patches with the method's missing-modality
+schedule, an atomic ``last.pt``; every ``val_every`` epochs a sliding-window validation (all modalities and each
+single one) that may update ``best.pt``. Logs go to ``metrics.jsonl``/``metrics.csv`` and ``curves.png``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import InputError, MmtumorError
+from ..io.dataset import cases_from_manifest, load_or_create_manifest
+from ..modalities import MODALITIES
+from .cache import CachedCase, build_cache, dataset_key
+from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from .config import TrainConfig
+from .sampling import PatchStream, augment_batch
+from .schedules import DEFAULT_SCHEDULE
+
+
+@dataclass
+class DistInfo:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed(device_kind: str) -> DistInfo:
+    """Join the torchrun process group when launched by torchrun (WORLD_SIZE > 1)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return DistInfo()
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device_kind == "cuda" else "gloo")
+    return DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def pick_device(spec: str, local_rank: int = 0) -> torch.device:
+    if spec == "auto":
+        if torch.cuda.is_available():
+            return torch.device(f"cuda:{local_rank}")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        dev = torch.device(spec)
+    except RuntimeError:
+        raise InputError(f"unknown device '{spec}' (auto, cpu, cuda, cuda:N or mps)") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise InputError("device 'cuda' was asked for but no CUDA GPU is available (use --device cpu)")
+    if dev.type == "cuda" and dev.index is None:
+        dev = torch.device(f"cuda:{local_rank}")
+    return dev
+
+
+def poly_lr(lr0: float, epoch: int, max_epochs: int, power: float) -> float:
+    """Poly decay (1 - epoch / max_epoch) ** power, epoch counted from 0."""
+    return lr0 * (1 - epoch / max_epochs) ** power
+
+
+def dice_np(pred: np.ndarray, ref: np.ndarray) -> float:
+    s = pred.sum() + ref.sum()
+    return 1.0 if s == 0 else float(2 * np.logical_and(pred, ref).sum() / s)
+
+
+def build_training_model(cfg: TrainConfig):
+    from ..models.registry import build_model
+
+    model = build_model(cfg.method, preset=cfg.preset, **cfg.model_overrides)
+    if cfg.align:
+        if cfg.align != "medmap":
+            raise InputError(f"unknown alignment '{cfg.align}' (only 'medmap')")
+        try:
+            from ..models.medmap import with_alignment
+        except ImportError:
+            raise InputError("the MedMAP alignment add-on is not available in this installation") from None
+        model = with_alignment(model, "medmap", weight=cfg.align_weight)
+    return model
+
+
+def core_model(model: torch.nn.Module) -> torch.nn.Module:
+    """The bare network: unwrap DDP and an alignment wrapper (which keeps its backbone as ``.backbone``)."""
+    m = model.module if hasattr(model, "module") else model
+    return m
+
+
+def inference_model(model: torch.nn.Module) -> torch.nn.Module:
+    m = core_model(model)
+    return getattr(m, "backbone", m)
+
+
+class Trainer:
+    def __init__(self, cfg: TrainConfig, quiet: bool = False, resume: bool = False) -> None:
+        self.cfg = cfg
+        self.quiet = quiet
+        self.resume = resume
+        self.run_dir = Path(cfg.run_dir)
+        self.schedule = cfg.dropout_schedule or DEFAULT_SCHEDULE.get(cfg.method, "uniform")
+        dev_kind = "cuda" if (cfg.device.startswith("cuda") or (cfg.device == "auto" and torch.cuda.is_available())) else "cpu"
+        self.dist = init_distributed(dev_kind)
+        self.device = pick_device(cfg.device, self.dist.local_rank)
+        if self.device.type == "cuda":
+            torch.cuda.set_device(self.device)
+
+    # ------------------------------------------------------------------ setup
+    def _log(self, msg: str) -> None:
+        if self.dist.main and not self.quiet:
+            from rich.console import Console
+
+            Console(stderr=True).print(msg, highlight=False)
+
+    def _prepare_data(self) -> tuple[list[CachedCase], list[CachedCase]]:
+        cfg = self.cfg
+        manifest_path = self.run_dir / "manifest.json"
+        manifest = load_or_create_manifest(cfg.data_dir, manifest_path, seed=cfg.split_seed) if self.dist.main else None
+        if self.dist.world > 1:
+            import torch.distributed as dist
+
+            box = [manifest]
+            dist.broadcast_object_list(box, src=0)
+            manifest = box[0]
+        train_cases = cases_from_manifest(manifest, "train")
+        val_cases = cases_from_manifest(manifest, "val")[: cfg.val_max_cases]
+        if not train_cases:
+            raise InputError(f"no training cases in {cfg.data_dir} after the split (need labelled cases)")
+        home = Path(os.environ.get("MMTUMOR_HOME", Path.home() / ".cache" / "mmtumor"))
+        cache_dir = Path(cfg.cache_dir) if cfg.cache_dir else home / "cache" / dataset_key(train_cases + val_cases)
+        if self.dist.main:
+            self._log(f"preprocessing cache: {cache_dir}")
+            train = build_cache(train_cases, cache_dir)
+            val = build_cache(val_cases, cache_dir)
+        if self.dist.world > 1:
+            import torch.distributed as dist
+
+            dist.barrier()
+        if not self.dist.main:
+            train = build_cache(train_cases, cache_dir)
+            val = build_cache(val_cases, cache_dir)
+        return train, val
+
+    def _make_optimizer(self, model: torch.nn.Module) -> torch.optim.Optimizer:
+        cfg = self.cfg
+        if cfg.optimizer == "sgd":
+            return torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, nesterov=True, weight_decay=cfg.weight_decay)
+        return torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+    # ------------------------------------------------------------------ validation
+    @torch.no_grad()
+    def validate(self, model: torch.nn.Module, cases: list[CachedCase]) -> dict:
+        """Dice WT/TC/ET with all available modalities and with each single one, averaged over cases."""
+        from ..infer.sliding import sliding_window_regions
+
+        net = inference_model(model)
+        results: dict[str, list[list[float]]] = {}
+        for case in cases:
+            settings = {"all": case.present}
+            for m in MODALITIES:
+                if case.present[m.index]:
+                    mask = np.zeros(4, bool)
+                    mask[m.index] = True
+                    settings[m.value] = mask
+            ref = np.asarray(case.regions) > 0
+            img = np.asarray(case.image, dtype=np.float32)
+            for name, present in settings.items():
+                probs = sliding_window_regions(net, img, present, self.cfg.patch, overlap=0.25, sw_batch=2,
+                                               device=self.device, amp=self.cfg.amp)
+                pred = probs > 0.5
+                results.setdefault(name, []).append([dice_np(pred[r], ref[r]) for r in range(3)])
+        summary = {k: np.mean(v, axis=0).round(4).tolist() for k, v in results.items()}
+        allscores = [s for v in summary.values() for s in v]
+        summary["score"] = float(np.mean(allscores)) if allscores else 0.0
+        return summary
+
+    # ------------------------------------------------------------------ main loop
+    def fit(self) -> dict:
+        cfg = self.cfg
+        torch.manual_seed(cfg.seed + self.dist.rank)
+        np.random.seed(cfg.seed + self.dist.rank)
+        if self.dist.main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            (self.run_dir / "config.json").write_text(json.dumps(cfg.to_json(), indent=2))
+        train_cases, val_cases = self._prepare_data()
+
+        torch.manual_seed(cfg.seed)  # identical initial weights on every rank
+        model = build_training_model(cfg).to(self.device)
+        optimizer = self._make_optimizer(model)
+        use_fp16_scaler = cfg.amp and self.device.type == "cuda" and not torch.cuda.is_bf16_supported()
+        scaler = torch.amp.GradScaler("cuda", enabled=use_fp16_scaler)
+        start_epoch, best, history = 1, -1.0, []
+        last_path, best_path = self.run_dir / "last.pt", self.run_dir / "best.pt"
+        if self.resume:
+            if not last_path.exists():
+                raise InputError(f"--resume: no checkpoint {last_path} to resume from")
+            ck = load_checkpoint(last_path)
+            model.load_state_dict(ck["full_model"])
+            optimizer.load_state_dict(ck["optimizer"])
+            scaler.load_state_dict(ck["scaler"])
+            set_rng_state(ck["rng"])
+            start_epoch = int(ck["epoch"]) + (1 if ck.get("epoch_complete", True) else 0)
+            best = float(ck.get("best", -1.0))
+            history = json.loads(ck.get("history", "[]"))
+            self._log(f"resuming from {last_path} at epoch {start_epoch}")
+        if self.dist.world > 1:
+            from torch.nn.parallel import DistributedDataParallel as DDP
+
+            ddp_model = DDP(model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                            find_unused_parameters=True)
+        else:
+            ddp_model = model
+        stream = PatchStream(train_cases, cfg.patch, self.schedule, cfg.seed, rank=self.dist.rank, fg_fraction=cfg.fg_fraction)
+
+        def checkpoint(epoch: int, complete: bool, path: Path = last_path) -> None:
+            if not self.dist.main:
+                return
+            save_checkpoint(path, {
+                "method": cfg.method, "config": _model_config_dict(inference_model(model)),
+                "model": inference_model(model).state_dict(), "full_model": model.state_dict(),
+                "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(), "rng": rng_state(),
+                "epoch": epoch, "epoch_complete": complete, "best": best, "history": json.dumps(history),
+                "train_config": json.dumps(cfg.to_json()),
+            })
+
+        epoch = start_epoch
+        progress = self._progress()
+        try:
+            with progress:
+                task = progress.add_task("training", total=(cfg.epochs - start_epoch + 1) * cfg.iters_per_epoch) if progress else None
+                for epoch in range(start_epoch, cfg.epochs + 1):
+                    record = self._train_epoch(epoch, ddp_model, model, optimizer, scaler, stream, progress, task)
+                    if cfg.val_every and epoch % cfg.val_every == 0 and val_cases and self.dist.main:
+                        record["val"] = self.validate(model, val_cases)
+                        if record["val"]["score"] > best:
+                            best = record["val"]["score"]
+                            history.append(record)
+                            checkpoint(epoch, True, best_path)
+                        else:
+                            history.append(record)
+                    else:
+                        history.append(record)
+                    checkpoint(epoch, True)
+                    self._write_logs(history)
+                    if self.dist.world > 1:
+                        import torch.distributed as dist
+
+                        dist.barrier()
+        except KeyboardInterrupt:
+            checkpoint(epoch, False)
+            self._write_logs(history)
+            raise MmtumorError(f"interrupted: checkpoint saved to {last_path}; continue with --resume") from None
+        if self.dist.main:
+            if not best_path.exists():
+                checkpoint(epoch, True, best_path)
+            self._plot_curves(history)
+        return {"run_dir": str(self.run_dir), "epochs": len(history), "history": history, "best_score": best,
+                "last": str(last_path), "best": str(best_path)}
+
+    def _train_epoch(self, epoch, ddp_model, model, optimizer, scaler, stream, progress, task) -> dict:
+        cfg = self.cfg
+        lr = poly_lr(cfg.lr, epoch - 1, cfg.epochs, cfg.poly_power)
+        for g in optimizer.param_groups:
+            g["lr"] = lr
+        stream.epoch = epoch
+        loader = torch.utils.data.DataLoader(stream, batch_size=cfg.batch, num_workers=cfg.workers,
+                                             pin_memory=self.device.type == "cuda", persistent_workers=False)
+        gen = torch.Generator().manual_seed(cfg.seed * 100003 + epoch * 101 + self.dist.rank)
+        ddp_model.train()
+        sums: dict[str, float] = {}
+        bad = 0
+        t0 = time.perf_counter()
+        data_time = 0.0
+        it = iter(loader)
+        for _ in range(cfg.iters_per_epoch):
+            td = time.perf_counter()
+            x, y, present = next(it)
+            x, y, present = (t.to(self.device, non_blocking=True) for t in (x, y, present))
+            if cfg.augment:
+                x, y = augment_batch(x, y, present, gen)
+            data_time += time.perf_counter() - td
+            from ..infer.sliding import autocast_context
+
+            with autocast_context(self.device, cfg.amp):
+                out = ddp_model(x, present)
+            terms = core_model(model).loss(out, y, present)
+            loss = terms["total"]
+            if not torch.isfinite(loss):
+                bad += 1
+                warnings.warn(f"non-finite loss at epoch {epoch}; step skipped", stacklevel=1)
+                optimizer.zero_grad(set_to_none=True)
+                if bad >= cfg.max_bad_steps:
+                    raise MmtumorError(f"training diverged: {bad} non-finite losses in epoch {epoch} (try a lower --lr)")
+                continue
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            scaler.step(optimizer)
+            scaler.update()
+            for k, v in terms.items():
+                sums[k] = sums.get(k, 0.0) + float(v.detach())
+            if progress is not None:
+                progress.update(task, advance=1, description=f"epoch {epoch}/{cfg.epochs} loss {float(loss):.3f}")
+        del it, loader
+        n = max(cfg.iters_per_epoch - bad, 1)
+        dt = time.perf_counter() - t0
+        return {"epoch": epoch, "lr": lr, "loss": {k: v / n for k, v in sums.items()}, "seconds": round(dt, 2),
+                "it_per_s": round(cfg.iters_per_epoch / dt, 3), "data_fraction": round(data_time / dt, 3), "skipped": bad}
+
+    def _progress(self):
+        if not self.dist.main or self.quiet:
+            return _NullProgress()
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+        return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(), transient=False)
+
+    def _write_logs(self, history: list[dict]) -> None:
+        if not self.dist.main:
+            return
+        with open(self.run_dir / "metrics.jsonl", "w") as f:
+            for rec in history:
+                f.write(json.dumps(rec) + "\n")
+        keys = sorted({k for r in history for k in r["loss"]})
+        with open(self.run_dir / "metrics.csv", "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["epoch", "lr", "seconds", *keys, "val_score"])
+            for r in history:
+                w.writerow([r["epoch"], r["lr"], r["seconds"], *[r["loss"].get(k, "") for k in keys],
+                            r.get("val", {}).get("score", "")])
+        try:
+            from torch.utils.tensorboard import SummaryWriter  # optional
+        except Exception:
+            return
+        with SummaryWriter(str(self.run_dir / "tb")) as tb:
+            r = history[-1]
+            for k, v in r["loss"].items():
+                tb.add_scalar(f"loss/{k}", v, r["epoch"])
+            if "val" in r:
+                tb.add_scalar("val/score", r["val"]["score"], r["epoch"])
+
+    def _plot_curves(self, history: list[dict]) -> None:
+        if not history:
+            return
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+        ep = [r["epoch"] for r in history]
+        for k in sorted({k for r in history for k in r["loss"]}):
+            axes[0].plot(ep, [r["loss"].get(k, math.nan) for r in history], label=k)
+        axes[0].set_xlabel("epoch")
+        axes[0].set_title("training loss")
+        axes[0].legend(fontsize=7)
+        vals = [(r["epoch"], r["val"]) for r in history if "val" in r]
+        if vals:
+            for i, region in enumerate(("WT", "TC", "ET")):
+                axes[1].plot([e for e, _ in vals], [v["all"][i] for _, v in vals], marker="o", label=f"{region} (all)")
+            axes[1].plot([e for e, _ in vals], [v["score"] for _, v in vals], "k--", label="score")
+        axes[1].set_title("validation Dice")
+        axes[1].set_xlabel("epoch")
+        axes[1].legend(fontsize=7)
+        fig.tight_layout()
+        tmp = self.run_dir / ".tmp-curves.png"
+        fig.savefig(tmp, dpi=100)
+        plt.close(fig)
+        os.replace(tmp, self.run_dir / "curves.png")
+
+
+class _NullProgress:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def add_task(self, *a, **k):
+        return None
+
+    def update(self, *a, **k):
+        return None
+
+
+def _model_config_dict(model: torch.nn.Module) -> dict:
+    import dataclasses
+
+    cfg = getattr(model, "config", None)
+    if cfg is None or not dataclasses.is_dataclass(cfg):
+        return {}
+    d = dataclasses.asdict(cfg)
+    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in d.items()}
+
+
+def train(cfg: TrainConfig, quiet: bool = False, resume: bool = False) -> dict:
+    return Trainer(cfg, quiet=quiet, resume=resume).fit()
