@@ -195,5 +195,52 @@ def synth(out_dir: Path | str, n_cases: int, seed: int = 0, shape: tuple[int, in
                          workers=workers, dicom=dicom, progress=progress)
 
 
+def segment(paths: list[Path | str], output: Path | str = "mmtumor-output", *, weights: str | None = None,
+            batch_root: Path | str | None = None, explicit: dict | None = None, options=None,
+            on_patient=None, on_step=None) -> dict:
+    """Segment one or more patients with the model loaded once; a failing case is recorded, not fatal.
+
+    ``explicit`` maps a Modality to a NIfTI path (overrides detection; single-patient use). ``on_patient(pin)`` is
+    called with each resolved input before work starts (the CLI prints the detection table there).
+    """
+    import tempfile
+
+    from .infer.inputs import resolve_patient
+    from .infer.predictor import Predictor, SegmentOptions
+    from .modalities import Modality, parse_modality
+
+    explicit = {(k if isinstance(k, Modality) else parse_modality(str(k))): Path(v) for k, v in (explicit or {}).items() if v}
+    items: list[Path | None] = [Path(p) for p in paths]
+    if batch_root is not None:
+        root = Path(batch_root)
+        if not root.is_dir():
+            raise NoCasesError(f"--batch: folder not found: {root}")
+        items += sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+        if not items:
+            raise NoCasesError(f"--batch: no patient folders in {root}")
+    if not items:
+        items = [None]
+    if len(items) > 1 and explicit:
+        raise MmtumorError("--t1/--t1c/--t2/--flair apply to a single patient; do not combine them with several folders")
+    predictor = Predictor(weights, options or SegmentOptions())
+    output = Path(output)
+    results, failures = [], []
+    for item in items:
+        name = item.name if item is not None else "patient"
+        out_dir = output / name if len(items) > 1 else output
+        try:
+            with tempfile.TemporaryDirectory(prefix="mmtumor-") as work:
+                pin = resolve_patient(item, explicit, Path(work))
+                if on_patient:
+                    on_patient(pin)
+                results.append(predictor.segment(pin, out_dir, progress=on_step))
+        except MmtumorError as exc:
+            if len(items) == 1:
+                raise
+            failures.append({"patient": str(item), "error": str(exc)})
+    return {"results": results, "failures": failures, "weights": predictor.weights_info,
+            "load_seconds": predictor.load_seconds}
+
+
 def not_available(command: str, issue: str) -> None:
     raise NotAvailableError(f"'mmtumor {command}' is not available yet ({issue})")

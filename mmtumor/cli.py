@@ -91,7 +91,8 @@ def inspect(
     """List the cases in a folder (or the series of a DICOM study with their detected modality and problems)."""
     from . import api
 
-    report = api.inspect(path)
+    with err.status("reading headers ...", spinner="dots"):  # DICOM studies can hold thousands of files
+        report = api.inspect(path)
     if as_json:
         sys.stdout.write(json.dumps(report, indent=2, default=str) + "\n")
     elif report.get("kind") == "dicom":
@@ -107,11 +108,81 @@ def _pending(command: str, issue: str):
     api.not_available(command, issue)
 
 
-@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def _render_detections(pin) -> None:
+    table = Table(title=f"{pin.name}: inputs ({pin.source})", show_lines=False)
+    for col in ("modality", "file / series", "confidence", "used", "why"):
+        table.add_column(col, overflow="fold")
+    for r in pin.detections:
+        table.add_row(r["modality"], Path(r["file"]).name if pin.source != "dicom" else r["file"], f"{r['confidence']:.2f}",
+                      "[green]yes[/]" if r["used"] else "[dim]no[/]", escape("; ".join(r["reasons"])))
+    out.print(table)
+    for w in pin.warnings:
+        err.print(f"[yellow]warning:[/] {escape(w)}")
+
+
+def _render_volumes(report: dict) -> None:
+    table = Table(title=f"{report['patient']}: tumour volumes (mL) — subset {report['modality_subset']['name']}")
+    for k in ("NCR", "ED", "ET", "TC", "WT"):
+        table.add_column(k, justify="right")
+    v = report["volumes_ml"]
+    table.add_row(*(f"{v[k]:.2f}" for k in ("NCR", "ED", "ET", "TC", "WT")))
+    out.print(table)
+    if report.get("expected_dice"):
+        e = report["expected_dice"]
+        out.print(f"expected Dice for this subset (model card, phantoms): " + ", ".join(f"{k} {e[k]:.2f}" for k in e))
+    for k, pth in report["outputs"].items():
+        out.print(f"  {k}: {pth}")
+
+
+@app.command()
 @user_errors
-def segment(ctx: typer.Context) -> None:
-    """Segment a patient folder (DICOM or NIfTI) with the fusion model."""
-    _pending("segment", "issue 7")
+def segment(
+    patients: list[Path] = typer.Argument(None, help="Patient folder(s): DICOM study or NIfTI files."),
+    output: Path = typer.Option(Path("mmtumor-output"), "-o", "--output", help="Output folder (one sub-folder per patient when several)."),
+    batch: Optional[Path] = typer.Option(None, "--batch", help="Folder whose sub-folders are patients."),
+    t1: Optional[Path] = typer.Option(None, "--t1", help="T1 NIfTI (overrides detection)."),
+    t1c: Optional[Path] = typer.Option(None, "--t1c", help="T1 post-contrast NIfTI (overrides detection)."),
+    t2: Optional[Path] = typer.Option(None, "--t2", help="T2 NIfTI (overrides detection)."),
+    flair: Optional[Path] = typer.Option(None, "--flair", help="FLAIR NIfTI (overrides detection)."),
+    weights: Optional[str] = typer.Option(None, "--weights", help="NAME, PATH or hf://owner/repo[@revision] (default: bundled)."),
+    device: str = typer.Option("auto", "-d", "--device", help="auto, cpu, cuda, cuda:N or mps."),
+    tta: bool = typer.Option(False, "--tta/--no-tta", help="Mirroring test-time augmentation (8x slower)."),
+    fast: bool = typer.Option(False, "--fast", help="Less window overlap, no TTA."),
+    overlap: float = typer.Option(0.5, help="Sliding-window overlap (0-0.9)."),
+    sw_batch: int = typer.Option(2, "--sw-batch", help="Windows per forward pass."),
+    threads: Optional[int] = typer.Option(None, help="CPU threads for torch."),
+    label_scheme: str = typer.Option("brats2021", "--label-scheme", help="brats2021 (1/2/4) or brats2023 (1/2/3)."),
+    save_probabilities: bool = typer.Option(False, "--save-probabilities", help="Also write region probabilities."),
+    preview: bool = typer.Option(True, "--preview/--no-preview", help="Write preview.png."),
+    output_type: str = typer.Option("nifti", "--output-type", help="nifti, or dicom-seg (adds a DICOM SEG)."),
+    skull_strip: str = typer.Option("auto", "--skull-strip", help="auto, yes or no."),
+    n4: bool = typer.Option(False, "--n4", help="N4 bias-field correction."),
+    min_et_voxels: int = typer.Option(0, "--min-et-voxels", help="Relabel enhancing tumour smaller than N voxels as necrosis (0 = off)."),
+    quiet: bool = typer.Option(False, "-q", "--quiet", help="Only errors."),
+) -> None:
+    """Segment brain tumours in a patient folder (DICOM or NIfTI, any subset of T1/T1c/T2/FLAIR)."""
+    from . import api
+    from .infer.predictor import SegmentOptions
+
+    if not 0 <= overlap < 1:
+        raise typer.BadParameter("overlap must be in [0, 1)")
+    strip = {"auto": "auto", "yes": True, "no": False}.get(skull_strip.lower())
+    if strip is None:
+        raise typer.BadParameter("--skull-strip must be auto, yes or no")
+    opts = SegmentOptions(device=device, tta=tta, fast=fast, overlap=overlap, sw_batch=sw_batch, threads=threads,
+                          label_scheme=label_scheme, save_probabilities=save_probabilities, preview=preview,
+                          output_type=output_type, skull_strip=strip, n4=n4, min_et_voxels=min_et_voxels)
+    explicit = {"T1": t1, "T1c": t1c, "T2": t2, "FLAIR": flair}
+    result = api.segment(patients or [], output, weights=weights, batch_root=batch, explicit=explicit, options=opts,
+                         on_patient=None if quiet else _render_detections)
+    if not quiet:
+        for rep in result["results"]:
+            _render_volumes(rep)
+    if result["failures"]:
+        for f in result["failures"]:
+            err.print(f"[bold red]failed:[/] {escape(f['patient'])}: {escape(f['error'])}")
+        err.print(f"[red]{len(result['failures'])} of {len(result['failures']) + len(result['results'])} patient(s) failed[/]")
+        raise typer.Exit(1)
 
 
 def _render_dicom(report: dict) -> None:
@@ -146,6 +217,7 @@ def convert(
     t1c: str | None = typer.Option(None, "--t1c", help="Use this series as T1c."),
     t2: str | None = typer.Option(None, "--t2", help="Use this series as T2."),
     flair: str | None = typer.Option(None, "--flair", help="Use this series as FLAIR."),
+    mapping: Path | None = typer.Option(None, "--mapping", help='JSON file {"T1": "5", "FLAIR": "path/to/series", ...} (options win).'),
     as_json: bool = typer.Option(False, "--json", help="Print the conversion report as JSON."),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="No table and no progress bar."),
 ) -> None:
@@ -153,8 +225,15 @@ def convert(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from . import api
+    from .modalities import parse_modality
 
-    overrides = {k: v for k, v in (("T1", t1), ("T1c", t1c), ("T2", t2), ("FLAIR", flair)) if v}
+    overrides: dict = {}
+    if mapping is not None:
+        try:
+            overrides = {parse_modality(k).value: str(v) for k, v in json.loads(mapping.read_text()).items()}
+        except (OSError, ValueError, AttributeError) as exc:
+            raise MmtumorError(f"cannot read mapping file {mapping}: {exc}") from None
+    overrides.update({k: v for k, v in (("T1", t1), ("T1c", t1c), ("T2", t2), ("FLAIR", flair)) if v})
     if quiet or as_json:
         report = api.convert(dicom_dir, out_dir, all_series=all_series, overrides=overrides)
     else:
@@ -203,6 +282,8 @@ def train(
     dropout_schedule: Optional[str] = typer.Option(None, "--dropout-schedule", help="a2fseg, uniform, bernoulli or none (default per method)."),
     seed: Optional[int] = typer.Option(None, help="Random seed."),
     val_every: Optional[int] = typer.Option(None, "--val-every", help="Validate every K epochs (0 = never)."),
+    target_spacing: Optional[float] = typer.Option(None, "--target-spacing", help="Train at this isotropic voxel size in mm (e.g. 2 for CPU models)."),
+    stop_after: Optional[int] = typer.Option(None, "--stop-after", help="Stop after N epochs in this invocation (continue with --resume)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --output from its last checkpoint."),
     config: Optional[Path] = typer.Option(None, "--config", help="JSON file of training options (CLI flags win)."),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="No progress bar."),
@@ -213,6 +294,7 @@ def train(
     result = api.train(data_dir, method=method, run_dir=output, preset=preset, epochs=epochs, iters_per_epoch=iters_per_epoch,
                        patch=patch, batch=batch, lr=lr, optimizer=optimizer, amp=amp, device=device, workers=workers,
                        align=align, dropout_schedule=dropout_schedule, seed=seed, val_every=val_every, resume=resume,
+                       target_spacing=target_spacing, stop_after=stop_after,
                        config_file=config, quiet=quiet)
     if result.get("rank", 0) == 0:
         out.print(f"[green]done[/]: {result['epochs']} epoch(s); best validation score {result['best_score']:.3f}; "

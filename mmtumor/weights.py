@@ -8,6 +8,7 @@ huggingface_hub are imported inside the functions that need them.
 """
 
 from __future__ import annotations
+from .io.atomic import default_file_mode
 
 import dataclasses
 import datetime as _dt
@@ -164,6 +165,7 @@ def sha256_file(path: Path | str) -> str:
 def _atomic_write(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.chmod(tmp, default_file_mode())
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
@@ -753,7 +755,7 @@ def export_run(run_dir: Path | str, out_dir: Path | str, name: str | None = None
 
 
 _RECIPE_KEYS = ("preset", "epochs", "iters_per_epoch", "patch", "batch", "lr", "optimizer", "amp", "align",
-                "dropout_schedule", "augment", "seed", "data_dir")
+                "dropout_schedule", "augment", "seed", "data_dir", "target_spacing")
 
 
 def _meta_from_checkpoint(ck: dict, ckpt: Path) -> dict:
@@ -770,6 +772,8 @@ def _meta_from_checkpoint(ck: dict, ckpt: Path) -> dict:
         training.update({k: _jsonable(train_cfg[k]) for k in _RECIPE_KEYS if k in train_cfg})
         if train_cfg.get("patch") and not extra.get("patch_size"):
             extra["patch_size"] = list(train_cfg["patch"])
+        if train_cfg.get("target_spacing") and not extra.get("spacing"):
+            extra["spacing"] = float(train_cfg["target_spacing"])
     training.setdefault("checkpoint", ckpt.name)
     if "epoch" in ck:
         training.setdefault("epoch", _jsonable(ck["epoch"]))

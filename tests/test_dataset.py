@@ -114,3 +114,6 @@ def test_write_nifti_atomic_keeps_affine(tmp_path):
     v = read_nifti(p)
     assert np.allclose(v.affine, aff) and v.spacing == (1.0, 1.0, 2.0) and v.orientation == "LPS"
     assert [q.name for q in tmp_path.iterdir()] == ["a.nii.gz"]
+    from mmtumor.io.atomic import default_file_mode
+
+    assert (p.stat().st_mode & 0o777) == default_file_mode()  # not mkstemp's private 0600

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from .atomic import default_file_mode
 
 from ..errors import InputError, NoCasesError, ReadError
 from ..labels import LabelScheme, guess_scheme, to_internal
@@ -196,6 +197,7 @@ def make_split(case_ids: list[str], seed: int = 0, ratios: tuple[float, float, f
 def _write_json_atomic(path: Path, obj) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=path.parent)
+    os.chmod(tmp, default_file_mode())
     with os.fdopen(fd, "w") as f:
         json.dump(obj, f, indent=2)
     os.replace(tmp, path)

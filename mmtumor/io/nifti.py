@@ -9,6 +9,7 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+from .atomic import default_file_mode
 
 from ..errors import GeometryError, ReadError
 
@@ -87,6 +88,7 @@ def write_nifti(path: Path | str, data: np.ndarray, affine: np.ndarray, header: 
     img.set_sform(affine, code=1)
     suffix = ".nii.gz" if str(path).endswith(".gz") else ".nii"
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=suffix, dir=path.parent)
+    os.chmod(tmp, default_file_mode())
     os.close(fd)
     try:
         nib.save(img, tmp)

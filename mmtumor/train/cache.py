@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from ..io.atomic import default_file_mode
 
 from ..errors import InputError
 from ..io.dataset import Case, load_case
@@ -27,11 +28,31 @@ def normalise_case(image: np.ndarray, present: np.ndarray) -> tuple[np.ndarray, 
     """Normalise every present modality with the project's one normalisation; returns (image, brain mask)."""
     from ..preprocess import normalize as norm
 
-    mask = norm.brain_mask_from_image(image[present]) if hasattr(norm, "brain_mask_from_image") else np.any(image[present] != 0, axis=0)
+    mask = norm.brain_mask_from_image([image[i] for i in np.flatnonzero(present)])
     out = np.zeros_like(image, dtype=np.float32)
     for i in np.flatnonzero(present):
         out[i] = norm.normalize_intensity(image[i], mask)
     return out, mask
+
+
+def resample_to_spacing(image: np.ndarray, spacing, target: float, order: int = 1) -> np.ndarray:
+    """Resample [C, D, H, W] so voxels are ``target`` mm, keeping the field of view (voxel-centre convention of
+    ``torch.nn.functional.interpolate`` with align_corners=False, the same used at inference)."""
+    shape = [max(1, int(round(n * s / target))) for n, s in zip(image.shape[1:], spacing)]
+    return resize(image, shape, order)
+
+
+def resize(image: np.ndarray, shape, order: int = 1) -> np.ndarray:
+    """[C, *S] -> [C, *shape]; order 1 = trilinear, 0 = nearest."""
+    import torch
+    import torch.nn.functional as F
+
+    if tuple(image.shape[1:]) == tuple(shape):
+        return image
+    t = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))[None]
+    mode = "trilinear" if order else "nearest"
+    out = F.interpolate(t, size=tuple(int(s) for s in shape), mode=mode, **({"align_corners": False} if order else {}))
+    return out[0].numpy()
 
 
 def bbox_of(mask: np.ndarray, margin: int = 2) -> tuple[slice, ...]:
@@ -43,6 +64,7 @@ def bbox_of(mask: np.ndarray, margin: int = 2) -> tuple[slice, ...]:
 
 def _save_npy_atomic(path: Path, arr: np.ndarray) -> None:
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npy", dir=path.parent)
+    os.chmod(tmp, default_file_mode())
     os.close(fd)
     np.save(tmp, arr)
     os.replace(tmp, path)
@@ -67,8 +89,11 @@ class CachedCase:
     fg_index: np.ndarray  # int32 [N, 3] sample of tumour voxel coordinates (for oversampling)
 
 
-def build_cache(cases: list[Case], cache_dir: Path, progress=None) -> list[CachedCase]:
-    """Preprocess every case once (skipping those already cached) and open them memory-mapped."""
+def build_cache(cases: list[Case], cache_dir: Path, progress=None, target_spacing: float | None = None) -> list[CachedCase]:
+    """Preprocess every case once (skipping those already cached) and open them memory-mapped.
+
+    ``target_spacing`` (mm) resamples every case to isotropic voxels of that size (e.g. 2 mm CPU models).
+    """
     cache_dir = Path(cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
     out = []
@@ -79,8 +104,17 @@ def build_cache(cases: list[Case], cache_dir: Path, progress=None) -> list[Cache
                 raise InputError(f"case {case.case_id} has no label file; training needs labels")
             loaded = load_case(case)
             image, mask = normalise_case(loaded.image, loaded.present)
+            regions = labels_to_regions(loaded.label).astype(np.float32)
+            if target_spacing:
+                from ..io.nifti import voxel_spacing
+
+                sp = voxel_spacing(loaded.affine)
+                image = resample_to_spacing(image, sp, target_spacing, order=1)
+                regions = resample_to_spacing(regions, sp, target_spacing, order=1)
+                mask = resample_to_spacing(mask[None].astype(np.float32), sp, target_spacing, order=1)[0] > 0.5
+                image *= mask[None]
             box = bbox_of(mask)
-            regions = labels_to_regions(loaded.label)[(slice(None), *box)].astype(np.uint8)
+            regions = (regions[(slice(None), *box)] > 0.5).astype(np.uint8)
             _save_npy_atomic(cache_dir / f"{case.case_id}.image.npy", image[(slice(None), *box)].astype(np.float16))
             _save_npy_atomic(cache_dir / f"{case.case_id}.regions.npy", regions)
             fg = np.argwhere(regions[0] > 0).astype(np.int32)
@@ -90,6 +124,7 @@ def build_cache(cases: list[Case], cache_dir: Path, progress=None) -> list[Cache
             meta = {"case_id": case.case_id, "present": loaded.present.tolist(), "box": [[s.start, s.stop] for s in box],
                     "affine": loaded.affine.tolist(), "version": CACHE_VERSION}
             fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=cache_dir)
+            os.chmod(tmp, default_file_mode())
             with os.fdopen(fd, "w") as f:
                 json.dump(meta, f)
             os.replace(tmp, meta_path)

@@ -12,6 +12,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+from ..io.atomic import default_file_mode
 import torch
 
 
@@ -39,6 +40,7 @@ def save_checkpoint(path: Path, payload: dict) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".pt", dir=path.parent)
+    os.chmod(tmp, default_file_mode())
     os.close(fd)
     try:
         torch.save(payload, tmp)

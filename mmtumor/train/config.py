@@ -51,7 +51,9 @@ class TrainConfig:
     fg_fraction: float = 1 / 3
     augment: bool = True
     cache_dir: str | None = None
+    target_spacing: float | None = None  # resample training data to this isotropic spacing (mm); None = as is
     max_bad_steps: int = 10
+    stop_after: int | None = None  # stop this invocation after N epochs (time-boxed jobs); continue with --resume
 
     def to_json(self) -> dict:
         d = dataclasses.asdict(self)

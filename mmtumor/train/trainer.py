@@ -141,18 +141,19 @@ class Trainer:
         if not train_cases:
             raise InputError(f"no training cases in {cfg.data_dir} after the split (need labelled cases)")
         home = Path(os.environ.get("MMTUMOR_HOME", Path.home() / ".cache" / "mmtumor"))
-        cache_dir = Path(cfg.cache_dir) if cfg.cache_dir else home / "cache" / dataset_key(train_cases + val_cases)
+        key = dataset_key(train_cases + val_cases) + (f"-{cfg.target_spacing:g}mm" if cfg.target_spacing else "")
+        cache_dir = Path(cfg.cache_dir) if cfg.cache_dir else home / "cache" / key
         if self.dist.main:
             self._log(f"preprocessing cache: {cache_dir}")
-            train = build_cache(train_cases, cache_dir)
-            val = build_cache(val_cases, cache_dir)
+            train = build_cache(train_cases, cache_dir, target_spacing=cfg.target_spacing)
+            val = build_cache(val_cases, cache_dir, target_spacing=cfg.target_spacing)
         if self.dist.world > 1:
             import torch.distributed as dist
 
             dist.barrier()
         if not self.dist.main:
-            train = build_cache(train_cases, cache_dir)
-            val = build_cache(val_cases, cache_dir)
+            train = build_cache(train_cases, cache_dir, target_spacing=cfg.target_spacing)
+            val = build_cache(val_cases, cache_dir, target_spacing=cfg.target_spacing)
         return train, val
 
     def _make_optimizer(self, model: torch.nn.Module) -> torch.optim.Optimizer:
@@ -242,7 +243,8 @@ class Trainer:
         try:
             with progress:
                 task = progress.add_task("training", total=(cfg.epochs - start_epoch + 1) * cfg.iters_per_epoch) if progress else None
-                for epoch in range(start_epoch, cfg.epochs + 1):
+                last_epoch = cfg.epochs if not cfg.stop_after else min(cfg.epochs, start_epoch + cfg.stop_after - 1)
+                for epoch in range(start_epoch, last_epoch + 1):
                     record = self._train_epoch(epoch, ddp_model, model, optimizer, scaler, stream, progress, task)
                     if cfg.val_every and epoch % cfg.val_every == 0 and val_cases and self.dist.main:
                         record["val"] = self.validate(model, val_cases)
@@ -264,11 +266,12 @@ class Trainer:
             checkpoint(epoch, False)
             self._write_logs(history)
             raise MmtumorError(f"interrupted: checkpoint saved to {last_path}; continue with --resume") from None
+        self.model = model
         if self.dist.main:
             if not best_path.exists():
                 checkpoint(epoch, True, best_path)
             self._plot_curves(history)
-        return {"run_dir": str(self.run_dir), "epochs": len(history), "history": history, "best_score": best,
+        return {"rank": self.dist.rank, "run_dir": str(self.run_dir), "epochs": len(history), "history": history, "best_score": best,
                 "last": str(last_path), "best": str(best_path)}
 
     def _train_epoch(self, epoch, ddp_model, model, optimizer, scaler, stream, progress, task) -> dict:
@@ -285,6 +288,7 @@ class Trainer:
         bad = 0
         t0 = time.perf_counter()
         data_time = 0.0
+        first_loss = None
         it = iter(loader)
         for _ in range(cfg.iters_per_epoch):
             td = time.perf_counter()
@@ -314,13 +318,16 @@ class Trainer:
             scaler.update()
             for k, v in terms.items():
                 sums[k] = sums.get(k, 0.0) + float(v.detach())
+            if first_loss is None:
+                first_loss = float(loss.detach())
             if progress is not None:
-                progress.update(task, advance=1, description=f"epoch {epoch}/{cfg.epochs} loss {float(loss):.3f}")
+                progress.update(task, advance=1, description=f"epoch {epoch}/{cfg.epochs} loss {float(loss.detach()):.3f}")
         del it, loader
         n = max(cfg.iters_per_epoch - bad, 1)
         dt = time.perf_counter() - t0
         return {"epoch": epoch, "lr": lr, "loss": {k: v / n for k, v in sums.items()}, "seconds": round(dt, 2),
-                "it_per_s": round(cfg.iters_per_epoch / dt, 3), "data_fraction": round(data_time / dt, 3), "skipped": bad}
+                "it_per_s": round(cfg.iters_per_epoch / dt, 3), "data_fraction": round(data_time / dt, 3), "skipped": bad,
+                "first_loss": first_loss}
 
     def _progress(self):
         if not self.dist.main or self.quiet:
@@ -373,9 +380,9 @@ class Trainer:
             for i, region in enumerate(("WT", "TC", "ET")):
                 axes[1].plot([e for e, _ in vals], [v["all"][i] for _, v in vals], marker="o", label=f"{region} (all)")
             axes[1].plot([e for e, _ in vals], [v["score"] for _, v in vals], "k--", label="score")
+            axes[1].legend(fontsize=7)
         axes[1].set_title("validation Dice")
         axes[1].set_xlabel("epoch")
-        axes[1].legend(fontsize=7)
         fig.tight_layout()
         tmp = self.run_dir / ".tmp-curves.png"
         fig.savefig(tmp, dpi=100)

@@ -1,0 +1,211 @@
+"""The segment pipeline for one patient: preprocess -> normalise -> sliding window -> labels -> native space -> files.
+
+``Predictor`` loads the weights once and is reused across patients (batch mode). Every output is written to a
+temporary name and renamed, so a failed case never leaves half-written files behind.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import os
+import platform
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputError
+from ..io.nifti import read_nifti, write_nifti
+from ..labels import from_internal, parse_scheme, regions_to_labels
+from ..modalities import MODALITIES, subset_from_modalities
+from .inputs import PatientInput
+
+
+@dataclass
+class SegmentOptions:
+    device: str = "auto"
+    tta: bool = False
+    fast: bool = False
+    overlap: float = 0.5
+    sw_batch: int = 2
+    threads: int | None = None
+    label_scheme: str = "brats2021"
+    save_probabilities: bool = False
+    preview: bool = True
+    output_type: str = "nifti"  # nifti | dicom-seg
+    skull_strip: str | bool = "auto"
+    n4: bool = False
+    min_et_voxels: int = 0  # ET smaller than this (in total) becomes NCR; 0 = off
+    amp: bool = True
+    extra: dict = field(default_factory=dict)
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _atomic_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".tmp-{path.name}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+class Predictor:
+    """A loaded model plus the options to run it; ``segment`` handles one patient."""
+
+    def __init__(self, weights: str | Path | None = None, options: SegmentOptions | None = None) -> None:
+        import torch
+
+        from ..train.trainer import pick_device
+        from ..weights import load_model, resolve
+
+        self.options = options or SegmentOptions()
+        if self.options.threads:
+            torch.set_num_threads(int(self.options.threads))
+        if self.options.output_type not in ("nifti", "dicom-seg"):
+            raise InputError(f"unknown output type '{self.options.output_type}' (nifti or dicom-seg)")
+        parse_scheme(self.options.label_scheme)
+        if self.options.label_scheme == "brats2013":
+            raise InputError("output label scheme must be brats2021 or brats2023")
+        self.device = pick_device(self.options.device)
+        t0 = time.perf_counter()
+        self.resolved = resolve(weights)
+        self.model, self.meta = load_model(self.resolved, device=str(self.device))
+        self.load_seconds = time.perf_counter() - t0
+        self.patch = tuple(self.meta.get("patch_size") or self.meta.get("patch") or (96, 96, 96))
+        self.spacing = self.meta.get("spacing") or (self.meta.get("training") or {}).get("target_spacing")
+
+    @property
+    def weights_info(self) -> dict:
+        r = self.resolved
+        return {"name": r.name, "method": r.method, "source": r.source, "spec": r.spec, "commit": r.commit,
+                "sha256": r.files or {r.weights_path.name: _sha256(r.weights_path)}, "verified": r.verified}
+
+    def segment(self, patient: PatientInput, out_dir: Path | str, progress=None) -> dict:
+        from ..metrics import relabel_small_et, volumes_ml
+        from ..preprocess import normalize_intensity, preprocess_case, to_native
+        from ..weights import expected_dice
+        from .sliding import sliding_window_regions
+
+        opts = self.options
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        timings: dict[str, float] = {}
+        warnings = list(patient.warnings)
+
+        def step(name):
+            timings[name] = round(time.perf_counter() - t, 3)
+            if progress:
+                progress(name)
+
+        t = time.perf_counter()
+        pre = preprocess_case(patient.images, skull_strip=opts.skull_strip, n4=opts.n4)
+        warnings += pre.warnings
+        step("preprocess")
+        t = time.perf_counter()
+        image = np.zeros_like(pre.data, dtype=np.float32)
+        for i in np.flatnonzero(pre.present):
+            image[i] = normalize_intensity(pre.data[i], pre.brain_mask)
+        step("normalise")
+        t = time.perf_counter()
+        overlap = 0.25 if opts.fast else opts.overlap
+        model_input = image
+        if self.spacing and not np.allclose(pre.spacing, self.spacing, rtol=0.02):
+            # the model works at its own voxel size (e.g. 2 mm CPU models): resample in, predict, resample back
+            from ..train.cache import resample_to_spacing
+
+            model_input = resample_to_spacing(image, pre.spacing, self.spacing, order=1)
+            pre.steps.append(f"model grid: {self.spacing:g} mm ({'x'.join(map(str, model_input.shape[1:]))}), "
+                             f"probabilities resampled back to the {'x'.join(map(str, image.shape[1:]))} working grid")
+        probs = sliding_window_regions(self.model, model_input, pre.present.tolist(), self.patch, overlap=overlap,
+                                       sw_batch=opts.sw_batch, device=self.device, amp=opts.amp, tta=opts.tta and not opts.fast)
+        if probs.shape[1:] != image.shape[1:]:
+            from ..train.cache import resize
+
+            probs = resize(probs, image.shape[1:], order=1)
+        probs *= pre.brain_mask[None]
+        step("inference")
+        t = time.perf_counter()
+        labels = regions_to_labels(probs > 0.5)
+        if opts.min_et_voxels > 0:
+            labels = relabel_small_et(labels, opts.min_et_voxels)
+        native = to_native(labels, pre, order=0).astype(np.uint8)
+        ref = read_nifti(patient.images[pre.reference], dtype=None)
+        if native.shape != ref.data.shape:
+            raise InputError(f"internal error: native result {native.shape} differs from the reference {ref.data.shape}")
+        outputs: dict[str, str] = {}
+        seg_path = write_nifti(out_dir / "segmentation.nii.gz", from_internal(native, opts.label_scheme), ref.affine)
+        outputs["segmentation"] = str(seg_path)
+        if opts.save_probabilities:
+            native_probs = np.stack([to_native(p, pre, order=1) for p in probs], axis=-1).astype(np.float32)
+            outputs["probabilities"] = str(write_nifti(out_dir / "probabilities.nii.gz", native_probs, ref.affine))
+        volumes = volumes_ml(native, ref.affine)
+        _atomic_text(out_dir / "volumes.json", json.dumps(volumes, indent=2))
+        buf = io.StringIO()
+        w = csv.writer(buf)
+        w.writerow(["region", "volume_ml"])
+        for k, v in volumes.items():
+            w.writerow([k, f"{v:.3f}"])
+        _atomic_text(out_dir / "volumes.csv", buf.getvalue())
+        outputs["volumes"] = str(out_dir / "volumes.json")
+        step("write")
+        if opts.preview:
+            t = time.perf_counter()
+            from .preview import write_preview
+
+            imgs = {}
+            for m in MODALITIES:
+                if m not in patient.images:
+                    continue
+                if m == pre.reference:
+                    imgs[m.value] = ref.data.astype(np.float32)
+                else:  # the co-registered modality, brought to the reference's native grid for display
+                    imgs[m.value] = to_native(pre.data[m.index], pre, order=1)
+            outputs["preview"] = str(write_preview(out_dir / "preview.png", imgs, native, ref.affine,
+                                                   title=f"{patient.name}: WT {volumes['WT']:.1f} mL, TC {volumes['TC']:.1f} mL, ET {volumes['ET']:.1f} mL"))
+            step("preview")
+        if opts.output_type == "dicom-seg":
+            t = time.perf_counter()
+            from .dicomseg import write_dicom_seg
+
+            outputs["dicom_seg"] = str(write_dicom_seg(out_dir / "segmentation.dcm", native, patient, pre.reference))
+            step("dicom-seg")
+        subset = subset_from_modalities(m for m in patient.images)
+        report = {
+            "mmtumor_version": _version(),
+            "patient": patient.name,
+            "input": {"source": patient.source, "images": {m.value: str(p) for m, p in patient.images.items()}},
+            "detections": patient.detections,
+            "modality_subset": {"code": subset.code, "name": subset.name},
+            "preprocessing": {"steps": pre.steps, "reference": pre.reference.value, "brats_preprocessed": pre.brats_preprocessed,
+                              "timings": pre.timings, "normalisation": "mmtumor.preprocess.normalize_intensity"},
+            "weights": self.weights_info,
+            "expected_dice": expected_dice(self.meta, subset),
+            "expected_dice_note": "from the model card: mean Dice on held-out phantoms for this modality subset; real scans may differ",
+            "device": str(self.device),
+            "options": {k: v for k, v in opts.__dict__.items() if k != "extra"},
+            "label_scheme": opts.label_scheme,
+            "labels": ({"1": "NCR/NET", "2": "ED", "4": "ET"} if opts.label_scheme == "brats2021" else {"1": "NETC", "2": "SNFH", "3": "ET"}),
+            "volumes_ml": volumes,
+            "timings_s": timings,
+            "warnings": warnings,
+            "outputs": outputs,
+            "environment": {"python": platform.python_version(), "platform": platform.platform()},
+        }
+        _atomic_text(out_dir / "report.json", json.dumps(report, indent=2, default=str))
+        report["outputs"]["report"] = str(out_dir / "report.json")
+        return report
+
+
+def _version() -> str:
+    from .. import __version__
+
+    return __version__

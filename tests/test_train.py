@@ -1,0 +1,150 @@
+"""Training: a real learning test on tiny phantoms, exact resume, DDP on 2 CPU processes, schedules, bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from mmtumor.cli import app
+from mmtumor.errors import InputError
+from mmtumor.train.config import resolve_config
+from mmtumor.train.schedules import draw_present
+from mmtumor.train.trainer import Trainer, poly_lr
+
+SHAPE = (48, 48, 32)
+
+
+@pytest.fixture(scope="module")
+def phantoms(tmp_path_factory) -> Path:
+    from mmtumor.synth import write_dataset
+
+    root = tmp_path_factory.mktemp("phantoms")
+    write_dataset(root, 8, seed=7, shape=SHAPE)
+    return root
+
+
+def _cfg(data: Path, run: Path, method: str = "a2fseg", **kw):
+    base = dict(preset="tiny", epochs=2, iters_per_epoch=2, patch=(32, 32, 32), batch=2, workers=0, device="cpu",
+                amp=False, val_every=0, cache_dir=str(run.parent / "cache"), seed=0)
+    base.update(kw)
+    return resolve_config(method, data, run, None, **base)
+
+
+def test_schedules():
+    rng = np.random.default_rng(0)
+    allm = np.ones(4, bool)
+    assert draw_present("a2fseg", 1, allm, rng).all()  # odd epoch: everything
+    sizes = {int(draw_present("a2fseg", 2, allm, rng).sum()) for _ in range(200)}
+    assert sizes == {1, 2, 3}
+    codes = {tuple(draw_present("uniform", 1, allm, rng)) for _ in range(600)}
+    assert len(codes) == 15
+    avail = np.array([False, True, False, True])
+    for sched in ("a2fseg", "uniform", "bernoulli", "none"):
+        for ep in (1, 2):
+            p = draw_present(sched, ep, avail, rng)
+            assert p.any() and not (p & ~avail).any()
+    with pytest.raises(InputError):
+        draw_present("nope", 1, allm, rng)
+
+
+def test_poly_lr_and_paper_defaults(tmp_path):
+    assert poly_lr(0.01, 0, 10, 0.9) == pytest.approx(0.01)
+    assert poly_lr(0.01, 5, 10, 0.9) == pytest.approx(0.01 * 0.5**0.9)
+    c = resolve_config("a2fseg", tmp_path, tmp_path / "r")
+    assert (c.optimizer, c.lr, c.patch) == ("adam", 1e-2, (128, 128, 128))
+    c = resolve_config("robustseg", tmp_path, tmp_path / "r")
+    assert (c.lr, c.patch, c.batch) == (1e-4, (80, 80, 80), 1)
+    c = resolve_config("mmformer", tmp_path, tmp_path / "r", lr=5e-4)
+    assert (c.lr, c.weight_decay) == (5e-4, 1e-4)
+    with pytest.raises(InputError):
+        resolve_config("a2fseg", tmp_path, tmp_path / "r", optimizer="rmsprop")
+
+
+@pytest.mark.parametrize("method", ["a2fseg", "unet"])
+def test_tiny_model_learns_whole_tumour(phantoms, tmp_path, method):
+    """A real learning test: held-out phantom WT Dice must clearly beat chance after a short CPU run."""
+    torch.set_num_threads(2)
+    run = tmp_path / "run"
+    cfg = _cfg(phantoms, run, method, epochs=6, iters_per_epoch=12, lr=3e-3 if method == "a2fseg" else 1e-2,
+               optimizer="adam", val_every=6, patch=(32, 32, 32), fg_fraction=0.5, dropout_schedule="none")
+    result = Trainer(cfg, quiet=True).fit()
+    val = result["history"][-1]["val"]
+    first, last = result["history"][0]["loss"]["total"], result["history"][-1]["loss"]["total"]
+    assert last < first
+    assert val["all"][0] > 0.4, val  # whole tumour Dice on the held-out validation phantom(s)
+    for f in ("last.pt", "best.pt", "config.json", "metrics.jsonl", "metrics.csv", "curves.png", "manifest.json"):
+        assert (run / f).exists(), f
+
+
+def test_resume_gives_identical_next_step(phantoms, tmp_path):
+    torch.set_num_threads(1)
+    full = Trainer(_cfg(phantoms, tmp_path / "a"), quiet=True).fit()
+    Trainer(_cfg(phantoms, tmp_path / "b", stop_after=1), quiet=True).fit()
+    ck = torch.load(tmp_path / "b" / "last.pt", weights_only=True)
+    assert ck["epoch"] == 1
+    resumed = Trainer(_cfg(phantoms, tmp_path / "b"), quiet=True, resume=True).fit()
+    assert [r["epoch"] for r in resumed["history"]] == [1, 2]
+    assert resumed["history"][1]["first_loss"] == pytest.approx(full["history"][1]["first_loss"], abs=1e-6)
+    a = torch.load(tmp_path / "a" / "last.pt", weights_only=True)["model"]
+    b = torch.load(tmp_path / "b" / "last.pt", weights_only=True)["model"]
+    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+
+
+def _ddp_worker(rank: int, world: int, port: int, data: str, run: str, out: str) -> None:
+    import os
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    cfg = _cfg(Path(data), Path(run), "unet", epochs=1, iters_per_epoch=1)
+    trainer = Trainer(cfg, quiet=True)
+    trainer.fit()
+    flat = torch.cat([p.detach().flatten() for p in trainer.model.parameters()])
+    torch.save(flat, Path(out) / f"rank{rank}.pt")
+    import torch.distributed as dist
+
+    dist.destroy_process_group()
+
+
+def test_ddp_two_cpu_processes_agree(phantoms, tmp_path):
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.spawn(_ddp_worker, args=(2, port, str(phantoms), str(tmp_path / "run"), str(tmp_path)), nprocs=2, join=True)
+    w0, w1 = torch.load(tmp_path / "rank0.pt"), torch.load(tmp_path / "rank1.pt")
+    assert torch.equal(w0, w1)
+    init = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
+    assert init["epoch"] == 1
+
+
+def test_cli_bad_data_folders(tmp_path):
+    runner = CliRunner()
+    r = runner.invoke(app, ["train", str(tmp_path / "missing"), "-o", str(tmp_path / "r")])
+    assert r.exit_code == 1 and "not found" in r.output and "Traceback" not in r.output
+    (tmp_path / "empty").mkdir()
+    r = runner.invoke(app, ["train", str(tmp_path / "empty"), "-o", str(tmp_path / "r")])
+    assert r.exit_code == 1 and "no labelled cases" in r.output
+    r = runner.invoke(app, ["train", str(tmp_path / "empty"), "--method", "nope", "-o", str(tmp_path / "r")])
+    assert r.exit_code == 1
+
+
+def test_cli_train_end_to_end_and_export(phantoms, tmp_path):
+    runner = CliRunner()
+    run = tmp_path / "run"
+    r = runner.invoke(app, ["train", str(phantoms), "--method", "unet", "-o", str(run), "--preset", "tiny", "--epochs", "1",
+                            "--iters-per-epoch", "1", "--patch", "32", "32", "32", "--device", "cpu", "--workers", "0",
+                            "--no-amp", "--val-every", "1", "-q"])
+    assert r.exit_code == 0, r.output
+    cfg = json.loads((run / "config.json").read_text())
+    assert cfg["method"] == "unet" and cfg["patch"] == [32, 32, 32]
+    r = runner.invoke(app, ["weights", "export", str(run), "-o", str(tmp_path / "w"), "--name", "mini"])
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "w" / "mini.safetensors").exists()
