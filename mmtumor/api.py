@@ -242,5 +242,29 @@ def segment(paths: list[Path | str], output: Path | str = "mmtumor-output", *, w
             "load_seconds": predictor.load_seconds}
 
 
+def benchmark(data_dir: Path | str | None = None, weights: list[str] | None = None, methods: list[str] | None = None,
+              output: Path | str = "mmtumor-benchmark", options=None, progress=None) -> dict:
+    """The 15-subset report. With no data folder, held-out phantoms are generated (into ``output``/phantoms);
+    with no weights, every bundled model (optionally only those of ``methods``) is benchmarked."""
+    from .benchmark import BenchmarkOptions, default_phantoms, run_benchmark
+    from .weights import list_models
+
+    output = Path(output)
+    opts = options or BenchmarkOptions()
+    if data_dir is None:
+        data_dir = default_phantoms(output / "phantoms")
+        opts.split = "all"
+    specs: list[str | None] = list(weights or [])
+    if not specs:
+        bundled = [m for m in list_models() if m.source == "bundled"]
+        if methods:
+            bundled = [m for m in bundled if m.method in methods or m.name in methods]
+        specs = [m.spec for m in bundled]
+        if not specs:
+            raise NoCasesError("no bundled weights to benchmark" + (f" for methods {', '.join(methods)}" if methods else "")
+                               + "; pass --weights NAME|PATH|hf://...")
+    return run_benchmark(data_dir, specs, output, opts, progress)
+
+
 def not_available(command: str, issue: str) -> None:
     raise NotAvailableError(f"'mmtumor {command}' is not available yet ({issue})")

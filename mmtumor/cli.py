@@ -301,11 +301,47 @@ def train(
                   f"checkpoints in {result['run_dir']} (export with: mmtumor weights export {result['run_dir']})")
 
 
-@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+@app.command()
 @user_errors
-def benchmark(ctx: typer.Context) -> None:
-    """Missing-modality report over all 15 subsets."""
-    _pending("benchmark", "issue 8")
+def benchmark(
+    data_dir: Optional[Path] = typer.Argument(None, help="BraTS-layout folder with labels (default: generated held-out phantoms)."),
+    weights: Optional[list[str]] = typer.Option(None, "--weights", help="Model(s) to compare: NAME, PATH or hf://... (repeatable)."),
+    methods: Optional[str] = typer.Option(None, "--methods", help="Comma list of bundled methods/names to compare."),
+    split: str = typer.Option("test", "--split", help="test, val or all (manifest split of DATA_DIR)."),
+    subsets: str = typer.Option("all", "--subsets", help="all, or codes/names like 1111,0101,T1c+FLAIR."),
+    tta: bool = typer.Option(False, "--tta/--no-tta", help="Mirroring test-time augmentation."),
+    speed: bool = typer.Option(False, "--speed", help="Also measure latency and peak memory."),
+    device: str = typer.Option("auto", "-d", "--device", help="auto, cpu, cuda, cuda:N or mps."),
+    max_cases: Optional[int] = typer.Option(None, "--max-cases", help="Use at most N cases."),
+    min_et_voxels: int = typer.Option(0, "--min-et-voxels", help="ET post-processing: relabel ET below N voxels (marked in the report)."),
+    output: Path = typer.Option(Path("mmtumor-benchmark"), "-o", "--output", help="Report folder."),
+    quiet: bool = typer.Option(False, "-q", "--quiet", help="No progress bar."),
+) -> None:
+    """Dice/HD95 for WT, TC and ET over the 15 modality subsets (A2FSeg Table-1 layout), methods side by side."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from . import api
+    from .benchmark import BenchmarkOptions
+    from .report import rich_table
+
+    opts = BenchmarkOptions(split=split, subsets=subsets, tta=tta, speed=speed, device=device, max_cases=max_cases,
+                            min_et_voxels=min_et_voxels)
+    meths = [m.strip() for m in methods.split(",")] if methods else None
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=err, disable=quiet, transient=True) as prog:
+        task = prog.add_task("benchmark", total=None)
+
+        def progress(desc: str, n: int, total: int) -> None:
+            prog.update(task, description=desc, completed=n, total=total)
+
+        result = api.benchmark(data_dir, weights, meths, output, opts, progress)
+    from .report import build_context
+
+    ctx = build_context(result["records"], result["speed"] or None, result["meta"])
+    out.print(rich_table(ctx["tables"]["dice"], title="Dice (mean over cases)"))
+    if result["failures"]:
+        err.print(f"[yellow]{len(result['failures'])} case/subset run(s) failed; see {output}/failures.json[/]")
+    out.print(f"report: {result['files'].get('html', output)}")
 
 
 @app.command()

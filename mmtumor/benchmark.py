@@ -1,0 +1,197 @@
+"""The missing-modality sweep: every model x every case x every requested modality subset -> metric records.
+
+Inputs are BraTS-layout cases (co-registered, labelled). For a subset, only its modalities are shown to the model
+(``present``); the brain mask and normalisation are computed from those modalities alone, so nothing leaks from
+the hidden ones. Predictions are compared with the reference labels on the reference's native grid.
+Results are cached per (weights SHA-256, case, subset) in ``<report>/cache/``: an interrupted run resumes, and a
+failing case is recorded and skipped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import resource
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .errors import InputError, MmtumorError
+from .io.dataset import Case, find_cases, load_case, load_or_create_manifest, cases_from_manifest
+from .io.nifti import voxel_spacing
+from .labels import regions_to_labels
+from .modalities import MODALITIES, Subset, parse_subsets
+
+
+@dataclass
+class BenchmarkOptions:
+    split: str = "test"  # test | val | all
+    subsets: str = "all"
+    tta: bool = False
+    speed: bool = False
+    device: str = "auto"
+    overlap: float = 0.5
+    min_et_voxels: int = 0
+    max_cases: int | None = None
+    extra: dict = field(default_factory=dict)
+
+
+def select_cases(data_dir: Path, split: str, report_dir: Path) -> list[Case]:
+    if split == "all":
+        return find_cases(data_dir, require_label=True)
+    if split not in ("test", "val", "train"):
+        raise InputError(f"unknown split '{split}' (test, val or all)")
+    manifest = load_or_create_manifest(data_dir, report_dir / "manifest.json")
+    cases = cases_from_manifest(manifest, split)
+    if not cases:
+        raise InputError(f"the '{split}' split of {data_dir} is empty; use --split all")
+    return cases
+
+
+def _predict_subset(model, meta: dict, image: np.ndarray, available: np.ndarray, subset: Subset, device, opts: BenchmarkOptions):
+    """Labels on the case's grid for one subset (normalised from that subset's modalities only)."""
+    from .infer.sliding import sliding_window_regions
+    from .preprocess import brain_mask_from_image, normalize_intensity
+    from .train.cache import resample_to_spacing, resize
+
+    present = np.array(subset.mask) & available
+    chans = [int(i) for i in np.flatnonzero(present)]
+    mask = brain_mask_from_image([image[i] for i in chans])
+    x = np.zeros_like(image, dtype=np.float32)
+    for i in chans:
+        x[i] = normalize_intensity(image[i], mask)
+    spacing = meta["_grid_spacing"]
+    target = meta.get("spacing")
+    model_in = x
+    if target and not np.allclose(spacing, target, rtol=0.02):
+        model_in = resample_to_spacing(x, spacing, target, order=1)
+    patch = tuple(meta.get("patch_size") or (96, 96, 96))
+    probs = sliding_window_regions(model, model_in, present.tolist(), patch, overlap=opts.overlap, device=device, tta=opts.tta)
+    if probs.shape[1:] != x.shape[1:]:
+        probs = resize(probs, x.shape[1:], order=1)
+    probs *= mask[None]
+    labels = regions_to_labels(probs > 0.5)
+    if opts.min_et_voxels:
+        from .metrics import relabel_small_et
+
+        labels = relabel_small_et(labels, opts.min_et_voxels)
+    return labels
+
+
+def run_benchmark(data_dir: Path | str, weights: Sequence[str | None], report_dir: Path | str,
+                  options: BenchmarkOptions | None = None, progress: Callable[[str, int, int], None] | None = None) -> dict:
+    """Sweep and write the report; returns {records, failures, speed, files}."""
+    import torch
+
+    from .metrics import region_metrics, to_records
+    from .report import write_report
+    from .train.trainer import pick_device
+    from .weights import load_model, resolve
+
+    opts = options or BenchmarkOptions()
+    data_dir, report_dir = Path(data_dir), Path(report_dir)
+    report_dir.mkdir(parents=True, exist_ok=True)
+    subsets = parse_subsets(opts.subsets)
+    cases = select_cases(data_dir, opts.split, report_dir)
+    if opts.max_cases:
+        cases = cases[: opts.max_cases]
+    device = pick_device(opts.device)
+    cache = report_dir / "cache"
+    cache.mkdir(exist_ok=True)
+    records: list[dict] = []
+    failures: list[dict] = []
+    speed: list[dict] = []
+    model_names = []
+    total = len(weights) * len(cases) * len(subsets)
+    done = 0
+    for spec in weights:
+        rw = resolve(spec)
+        model, meta = load_model(rw, device=str(device))
+        meta = dict(meta)
+        sha = next(iter(rw.files.values()), None) if rw.files else None
+        key_prefix = f"{rw.name}-{(sha or 'nosha')[:12]}"
+        model_names.append(rw.name)
+        latencies: dict[int, list[float]] = {}
+        warmed = False
+        for case in cases:
+            try:
+                loaded = load_case(case)
+            except MmtumorError as exc:
+                failures.append({"method": rw.name, "case_id": case.case_id, "error": str(exc)})
+                done += len(subsets)
+                continue
+            spacing = voxel_spacing(loaded.affine)
+            meta["_grid_spacing"] = spacing
+            for subset in subsets:
+                done += 1
+                if progress:
+                    progress(f"{rw.name} {case.case_id} {subset.name}", done, total)
+                if not (np.array(subset.mask) & loaded.present).any() or (np.array(subset.mask) & ~loaded.present).any():
+                    continue  # the case lacks a modality of this subset
+                cfile = cache / f"{key_prefix}__{case.case_id}__{subset.code}.json"
+                if cfile.exists() and not opts.speed:
+                    records += json.loads(cfile.read_text())
+                    continue
+                try:
+                    if opts.speed and not warmed:
+                        _predict_subset(model, meta, loaded.image, loaded.present, subset, device, opts)
+                        warmed = True
+                    if device.type == "cuda":
+                        torch.cuda.synchronize()
+                    t0 = time.perf_counter()
+                    pred = _predict_subset(model, meta, loaded.image, loaded.present, subset, device, opts)
+                    if device.type == "cuda":
+                        torch.cuda.synchronize()
+                    latencies.setdefault(subset.size, []).append(time.perf_counter() - t0)
+                    recs = to_records(rw.name, case.case_id, subset.code, region_metrics(pred, loaded.label, spacing))
+                except MmtumorError as exc:
+                    failures.append({"method": rw.name, "case_id": case.case_id, "subset": subset.code, "error": str(exc)})
+                    continue
+                tmp = cfile.with_name(f".tmp-{cfile.name}")
+                tmp.write_text(json.dumps(recs))
+                os.replace(tmp, cfile)
+                records += recs
+        if opts.speed:
+            peak_cpu = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+            peak_gpu = torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else None
+            for n, lat in sorted(latencies.items()):
+                speed.append({"method": rw.name, "n_present": n, "latency_s": lat, "peak_cpu_mb": peak_cpu,
+                              "peak_gpu_mb": peak_gpu, "device": str(device)})
+        del model
+    if not records:
+        raise MmtumorError("no results: every case failed or no case has the requested modalities"
+                           + (f" (first failure: {failures[0]['error']})" if failures else ""))
+    meta_out = {"title": "mmtumor missing-modality benchmark", "data": str(data_dir), "split": opts.split,
+                "cases": len(cases), "subsets": [s.code for s in subsets], "weights": model_names, "device": str(device),
+                "tta": opts.tta, "overlap": opts.overlap, "torch": torch.__version__, "python": platform.python_version(),
+                "platform": platform.platform(), "failures": len(failures), "dataset": _dataset_name(cases)}
+    files = write_report(records, report_dir, speed or None, meta_out)
+    if failures:
+        (report_dir / "failures.json").write_text(json.dumps(failures, indent=2))
+    return {"records": records, "failures": failures, "speed": speed, "files": {k: str(v) for k, v in files.items()},
+            "meta": meta_out}
+
+
+def _dataset_name(cases: list[Case]) -> str:
+    ids = " ".join(c.case_id for c in cases[:3]).lower()
+    if "brats20_" in ids:
+        return "brats2020"
+    if "synth" in ids:
+        return "phantoms"
+    return "other"
+
+
+def default_phantoms(folder: Path, n: int = 4, seed: int = 900_000, shape=(240, 240, 155)) -> Path:
+    """Held-out phantoms for the no-argument benchmark (seeds far from any training seed)."""
+    from .synth import write_dataset
+
+    if not any(folder.glob("*/*_seg.nii.gz")):
+        write_dataset(folder, n, seed=seed, shape=shape)
+    return folder
+
+
+__all__ = ["BenchmarkOptions", "run_benchmark", "default_phantoms", "MODALITIES"]
