@@ -15,6 +15,8 @@ import numpy as np
 from ..errors import InputError
 from ..labels import ED, ET, NCR
 
+TYPE2_FROM_SOURCE = ("AccessionNumber", "ReferringPhysicianName", "StudyID", "PatientBirthDate", "PatientSex",
+                     "StudyDate", "StudyTime", "PatientName", "PatientID")
 SEGMENTS = ((NCR, "Necrotic / non-enhancing tumour core", "Necrosis"),
             (ED, "Peritumoral edema", "Edema"),
             (ET, "Enhancing tumour", "Neoplasm"))
@@ -34,6 +36,10 @@ def _source_datasets(root: Path, series_uid: str) -> list:
         if getattr(ds, "SeriesInstanceUID", None) == series_uid and hasattr(ds, "ImagePositionPatient"):
             out.append(ds)
     uniq = {ds.SOPInstanceUID: ds for ds in out}
+    for ds in uniq.values():  # type-2 attributes a SEG copies from its sources may be absent in real exports
+        for attr in TYPE2_FROM_SOURCE:
+            if attr not in ds:
+                setattr(ds, attr, "")
     return list(uniq.values())
 
 

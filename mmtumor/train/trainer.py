@@ -258,6 +258,11 @@ class Trainer:
                         history.append(record)
                     checkpoint(epoch, True)
                     self._write_logs(history)
+                    if not self._interactive:
+                        val = record.get("val", {})
+                        self._log(f"epoch {epoch}/{cfg.epochs}: loss {record['loss'].get('total', float('nan')):.4f}, "
+                                  f"{record['seconds']:.1f} s ({record['it_per_s']:.2f} it/s, data {record['data_fraction']:.0%})"
+                                  + (f", val WT/TC/ET {val['all']}" if val.get("all") else ""))
                     if self.dist.world > 1:
                         import torch.distributed as dist
 
@@ -329,8 +334,14 @@ class Trainer:
                 "it_per_s": round(cfg.iters_per_epoch / dt, 3), "data_fraction": round(data_time / dt, 3), "skipped": bad,
                 "first_loss": first_loss}
 
+    @property
+    def _interactive(self) -> bool:
+        import sys
+
+        return sys.stderr.isatty()
+
     def _progress(self):
-        if not self.dist.main or self.quiet:
+        if not self.dist.main or self.quiet or not self._interactive:
             return _NullProgress()
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
