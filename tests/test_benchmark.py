@@ -1,0 +1,87 @@
+"""`mmtumor benchmark`: the sweep over subsets writes every report file, resumes from its cache, skips failing cases."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from mmtumor.cli import app
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    import torch
+
+    from mmtumor.models.registry import build_model
+    from mmtumor.synth import write_dataset
+    from mmtumor.train.checkpoint import save_checkpoint
+    from mmtumor.weights import export_run
+
+    root = tmp_path_factory.mktemp("bench")
+    write_dataset(root / "data", 3, seed=21, shape=(40, 40, 26))
+    torch.manual_seed(0)
+    weights = {}
+    for method in ("unet", "hemis"):
+        m = build_model(method, "tiny")
+        save_checkpoint(root / method / "best.pt", {"model": m.state_dict(), "method": method, "config": dataclasses.asdict(m.config),
+                                                    "train_config": json.dumps({"patch": [32, 32, 32]})})
+        weights[method] = export_run(root / method, root / "w", f"tiny-{method}").weights_path
+    return root, weights
+
+
+def test_report_files_cache_and_failures(setup, tmp_path):
+    root, weights = setup
+    data = root / "data"
+    out = tmp_path / "report"
+    args = ["benchmark", str(data), "--weights", str(weights["unet"]), "--weights", str(weights["hemis"]),
+            "--split", "all", "--subsets", "1111,0101,0001", "--device", "cpu", "-o", str(out), "-q", "--speed"]
+    r = runner.invoke(app, args)
+    assert r.exit_code == 0, r.output
+    for f in ("report.md", "report.csv", "report.json", "per_case.csv", "heatmap.png", "dice_vs_modalities.png", "report.html"):
+        assert (out / f).exists(), f
+    rep = json.loads((out / "report.json").read_text())
+    assert rep["meta"]["subsets"] == ["1111", "0101", "0001"]
+    per_case = (out / "per_case.csv").read_text().splitlines()
+    assert len(per_case) == 1 + 2 * 3 * 3 * 3  # header + methods x cases x subsets x regions
+    assert "tiny-unet" in (out / "report.md").read_text() and "T1c" in r.output
+    assert rep["speed"] and all(s["n_cases"] >= 1 for s in rep["speed"])
+    html = (out / "report.html").read_text()
+    assert "data:image/png;base64," in html
+    cached = sorted(p.name for p in (out / "cache").iterdir())
+    assert len(cached) == 2 * 3 * 3
+    # resume: a second run takes every result from the cache (files untouched)
+    stamps = {p: p.stat().st_mtime_ns for p in (out / "cache").iterdir()}
+    r = runner.invoke(app, args[:-1])  # without --speed, which always re-measures
+    assert r.exit_code == 0, r.output
+    assert {p: p.stat().st_mtime_ns for p in (out / "cache").iterdir()} == stamps
+
+
+def test_failing_case_is_recorded_not_fatal(setup, tmp_path):
+    import shutil
+
+    root, weights = setup
+    data = tmp_path / "data"
+    shutil.copytree(root / "data", data)
+    bad = sorted(data.iterdir())[0]
+    next(bad.glob("*_t1.nii.gz")).write_bytes(b"broken")
+    out = tmp_path / "report"
+    r = runner.invoke(app, ["benchmark", str(data), "--weights", str(weights["unet"]), "--split", "all", "--subsets", "1111",
+                            "--device", "cpu", "-o", str(out), "-q"])
+    assert r.exit_code == 0, r.output
+    failures = json.loads((out / "failures.json").read_text())
+    assert failures and failures[0]["case_id"] == bad.name
+    assert "failed" in r.output
+
+
+def test_bad_arguments(tmp_path, setup):
+    _, weights = setup
+    r = runner.invoke(app, ["benchmark", str(tmp_path / "missing"), "--weights", str(weights["unet"]), "-o", str(tmp_path / "o")])
+    assert r.exit_code == 1 and "Traceback" not in r.output
+    r = runner.invoke(app, ["benchmark", str(tmp_path), "--weights", str(weights["unet"]), "--subsets", "0000", "-o", str(tmp_path / "o")])
+    assert r.exit_code == 1 and "0000" in r.output
