@@ -1,0 +1,84 @@
+"""Accuracy of every bundled model: the 15-subset table on held-out phantoms and the Dice on the real FLAIR+T1c
+validation cases; writes docs/bench-models.md and (with --update-cards) the figures into the model cards, which is
+where `mmtumor segment` reads the expected Dice for the user's modality subset from.
+
+    python benchmarks/bench_models.py --update-cards            # all bundled models
+    python benchmarks/bench_models.py --cases 3 --weights weights/a2fseg-cpu.safetensors
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+REAL = ROOT.parent / "shared" / "data" / "real" / "brats2013-flair-t1c"
+OUT_MD = ROOT / "docs" / "bench-models.md"
+
+
+def per_subset_means(records: list[dict], model: str) -> dict[str, dict[str, float]]:
+    acc: dict[str, dict[str, list[float]]] = {}
+    for r in records:
+        if r["method"] == model:
+            acc.setdefault(r["subset_code"], {}).setdefault(r["region"], []).append(r["dice"])
+    return {code: {reg: round(sum(v) / len(v), 4) for reg, v in regs.items()} for code, regs in acc.items()}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--weights", nargs="*", default=None, help="default: every bundled model")
+    ap.add_argument("--cases", type=int, default=3, help="held-out phantoms (240x240x155)")
+    ap.add_argument("--work", type=Path, default=ROOT / "runs" / "bench-models")
+    ap.add_argument("--update-cards", action="store_true")
+    ap.add_argument("--device", default="cpu")
+    args = ap.parse_args()
+    from mmtumor.api import benchmark
+    from mmtumor.benchmark import BenchmarkOptions, default_phantoms
+    from mmtumor.weights import bundled_dir, list_models, resolve, update_meta
+
+    specs = args.weights or [m.spec for m in list_models() if m.source == "bundled"]
+    t0 = time.perf_counter()
+    phantoms = default_phantoms(args.work / "phantoms", n=args.cases)
+    ph = benchmark(phantoms, specs, output=args.work / "phantom-report",
+                   options=BenchmarkOptions(split="all", device=args.device))
+    real = None
+    if REAL.exists():
+        real = benchmark(REAL, specs, output=args.work / "real-report",
+                         options=BenchmarkOptions(split="all", subsets="0101", device=args.device))
+    minutes = (time.perf_counter() - t0) / 60
+    lines = ["# Bundled models: accuracy (`benchmarks/bench_models.py`)", "",
+             f"- date: {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC; machine: {platform.machine()}, {os.cpu_count()} "
+             f"cores (CPU); total {minutes:.1f} min", f"- command: `python benchmarks/bench_models.py{' --update-cards' if args.update_cards else ''}`",
+             f"- held-out phantoms: {args.cases} cases, 240x240x155 at 1 mm, seeds 900000+ (never used for training), "
+             "mean over cases; Dice 1 when prediction and truth are both empty (BraTS convention)", ""]
+    lines += ["## Held-out phantoms, all 15 subsets", ""]
+    rep = (args.work / "phantom-report" / "report.md").read_text()
+    lines += [rep.replace("# ", "### ", 1), ""]
+    if real:
+        lines += ["## Real BraTS 2013 validation cases (T1c+FLAIR only; validation only, never trained on)", "",
+                  (args.work / "real-report" / "report.md").read_text().replace("# ", "### ", 1), ""]
+    else:
+        lines += ["Real validation cases not available on this machine (../shared/data/real).", ""]
+    OUT_MD.write_text("\n".join(lines))
+    print(f"wrote {OUT_MD}")
+    if args.update_cards:
+        for spec in specs:
+            rw = resolve(spec)
+            metrics = dict(rw.meta.get("metrics") or {})
+            metrics["expected_dice"] = per_subset_means(ph["records"], rw.name)
+            metrics["expected_dice_source"] = f"{args.cases} held-out phantoms, mean over cases"
+            if real:
+                m = per_subset_means(real["records"], rw.name).get("0101")
+                if m:
+                    metrics["real"] = {"BraTS2013 T1c+FLAIR (6 cases)": m}
+            update_meta(rw.folder if rw.source != "bundled" else bundled_dir(), rw.name, metrics=metrics)
+            print(json.dumps({rw.name: metrics.get("real")}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,69 @@
+"""End-to-end `mmtumor segment` time and peak memory on this machine (writes docs/bench-segment.md).
+
+    python benchmarks/bench_segment.py [--case ../shared/data/real/BraTS-GLI-00001-000] [--weights default]
+
+Each configuration runs in a fresh process (`/usr/bin/time`-style peak RSS from resource.getrusage of the child).
+Targets (issue 7): default model <= 3 min per case end to end on this CPU, --fast <= 60 s, peak RAM <= 8 GB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT_MD = ROOT / "docs" / "bench-segment.md"
+
+
+def run(args: list[str]) -> tuple[float, float, dict]:
+    with tempfile.TemporaryDirectory() as out:
+        t0 = time.perf_counter()
+        before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        proc = subprocess.run([sys.executable, "-m", "mmtumor", "segment", *args, "-o", out, "-q"], capture_output=True, text=True)
+        wall = time.perf_counter() - t0
+        peak = max(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, before) / 1024
+        if proc.returncode != 0:
+            raise SystemExit(f"segment failed: {proc.stderr.strip()}")
+        report = json.loads((Path(out) / "report.json").read_text())
+    return wall, peak, report
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--case", type=Path, default=ROOT.parent / "shared" / "data" / "real" / "BraTS-GLI-00001-000")
+    ap.add_argument("--weights", default=None)
+    args = ap.parse_args()
+    if not args.case.exists():
+        raise SystemExit(f"case not found: {args.case}")
+    base = [str(args.case), "--device", "cpu"] + (["--weights", args.weights] if args.weights else [])
+    rows = []
+    for label, extra in (("default", []), ("--fast", ["--fast"]), ("--fast --no-preview", ["--fast", "--no-preview"])):
+        wall, peak, rep = run(base + extra)
+        t = rep["timings_s"]
+        rows.append(f"| `{label}` | {wall:.1f} | {t.get('preprocess', 0):.1f} | {t.get('inference', 0):.1f} | {peak:.0f} |")
+        print(rows[-1], flush=True)
+    load = os.getloadavg()[0]
+    text = ("# `mmtumor segment` on this machine's CPU (`benchmarks/bench_segment.py`)\n\n"
+            f"- date: {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC; machine: {platform.machine()}, {os.cpu_count()} cores, "
+            f"Python {platform.python_version()}; load average at the end {load:.1f}\n"
+            f"- command: `python benchmarks/bench_segment.py --case {args.case.name}` (weights: {rep['weights']['name']}; "
+            f"input: {len(rep['input']['images'])} modalities, BraTS-preprocessed = {rep['preprocessing']['brats_preprocessed']})\n"
+            "- wall = whole CLI process (Python start, model load, preprocessing, inference, writing); peak RSS of that process\n\n"
+            "| options | wall s | preprocess s | inference s | peak RSS MB |\n|---|---|---|---|---|\n" + "\n".join(rows) +
+            "\n\nTargets: default <= 180 s, `--fast` <= 60 s, peak RAM <= 8 GB. GPU figures: not measured (no GPU was lent to "
+            "this task).\n")
+    OUT_MD.write_text(text)
+    print(f"wrote {OUT_MD}")
+
+
+if __name__ == "__main__":
+    main()
