@@ -99,13 +99,17 @@ def run_benchmark(data_dir: Path | str, weights: Sequence[str | None], report_di
     cases = select_cases(data_dir, opts.split, report_dir)
     if opts.max_cases:
         cases = cases[: opts.max_cases]
-    device = pick_device(opts.device)
+    rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+    device = pick_device(opts.device, int(os.environ.get("LOCAL_RANK", "0")))
+    all_cases = cases
+    cases = cases[rank::world]  # torchrun: each rank takes every world-th case
     cache = report_dir / "cache"
     cache.mkdir(exist_ok=True)
     records: list[dict] = []
     failures: list[dict] = []
     speed: list[dict] = []
-    model_names = []
+    model_names: list[str] = []
+    prefixes: list[str] = []
     total = len(weights) * len(cases) * len(subsets)
     done = 0
     for spec in weights:
@@ -115,6 +119,7 @@ def run_benchmark(data_dir: Path | str, weights: Sequence[str | None], report_di
         sha = next(iter(rw.files.values()), None) if rw.files else None
         key_prefix = f"{rw.name}-{(sha or 'nosha')[:12]}"
         model_names.append(rw.name)
+        prefixes.append(key_prefix)
         latencies: dict[int, list[float]] = {}
         warmed = False
         for case in cases:
@@ -162,6 +167,11 @@ def run_benchmark(data_dir: Path | str, weights: Sequence[str | None], report_di
                 speed.append({"method": rw.name, "n_present": n, "latency_s": lat, "peak_cpu_mb": peak_cpu,
                               "peak_gpu_mb": peak_gpu, "device": str(device)})
         del model
+    if world > 1:
+        records, failures, done_early = _gather_ranks(rank, device, report_dir, cache, prefixes, all_cases, subsets, failures)
+        if done_early:
+            return {"records": records, "failures": failures, "speed": speed, "files": {}, "rank": rank}
+        cases = all_cases
     if not records:
         raise MmtumorError("no results: every case failed or no case has the requested modalities"
                            + (f" (first failure: {failures[0]['error']})" if failures else ""))
@@ -174,6 +184,30 @@ def run_benchmark(data_dir: Path | str, weights: Sequence[str | None], report_di
         (report_dir / "failures.json").write_text(json.dumps(failures, indent=2))
     return {"records": records, "failures": failures, "speed": speed, "files": {k: str(v) for k, v in files.items()},
             "meta": meta_out}
+
+
+def _gather_ranks(rank, device, report_dir: Path, cache: Path, prefixes: list[str], cases: list[Case], subsets, failures):
+    """After a sharded sweep: every rank saves its failures, rank 0 collects all results from the shared cache."""
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    (report_dir / f".failures-rank{rank}.json").write_text(json.dumps(failures))
+    dist.barrier()
+    if rank != 0:
+        return [], failures, True
+    records: list[dict] = []
+    merged: list[dict] = []
+    for f in sorted(report_dir.glob(".failures-rank*.json")):
+        merged += json.loads(f.read_text())
+        f.unlink()
+    for prefix in prefixes:
+        for case in cases:
+            for subset in subsets:
+                cfile = cache / f"{prefix}__{case.case_id}__{subset.code}.json"
+                if cfile.exists():
+                    records += json.loads(cfile.read_text())
+    return records, merged, False
 
 
 def _dataset_name(cases: list[Case]) -> str:

@@ -335,6 +335,8 @@ def benchmark(
             prog.update(task, description=desc, completed=n, total=total)
 
         result = api.benchmark(data_dir, weights, meths, output, opts, progress)
+    if result.get("rank", 0) != 0:  # torchrun: only rank 0 reports
+        return
     from .report import build_context
 
     ctx = build_context(result["records"], result["speed"] or None, result["meta"])

@@ -85,3 +85,37 @@ def test_bad_arguments(tmp_path, setup):
     assert r.exit_code == 1 and "Traceback" not in r.output
     r = runner.invoke(app, ["benchmark", str(tmp_path), "--weights", str(weights["unet"]), "--subsets", "0000", "-o", str(tmp_path / "o")])
     assert r.exit_code == 1 and "0000" in r.output
+
+
+def _bench_rank(rank: int, world: int, port: int, data: str, weights: str, out: str) -> None:
+    import os
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank))
+    import torch
+
+    torch.set_num_threads(1)
+    from mmtumor.benchmark import BenchmarkOptions, run_benchmark
+
+    res = run_benchmark(data, [weights], out, BenchmarkOptions(split="all", subsets="1111", device="cpu"))
+    (Path(out) / f"result{rank}.json").write_text(json.dumps({"n": len(res["records"]), "files": res["files"]}))
+    import torch.distributed as dist
+
+    dist.destroy_process_group()
+
+
+def test_cases_shard_across_torchrun_ranks(setup, tmp_path):
+    import socket
+
+    import torch.multiprocessing as mp
+
+    root, weights = setup
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = tmp_path / "report"
+    mp.spawn(_bench_rank, args=(2, port, str(root / "data"), str(weights["unet"]), str(out)), nprocs=2, join=True)
+    r0 = json.loads((out / "result0.json").read_text())
+    r1 = json.loads((out / "result1.json").read_text())
+    assert r0["n"] == 3 * 3 and r0["files"]  # rank 0 reports all 3 cases x 3 regions
+    assert r1["files"] == {}  # other ranks only compute their share
+    assert len(list((out / "cache").iterdir())) == 3
