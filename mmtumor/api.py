@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import NoCasesError, NotAvailableError, MmtumorError
+from .errors import MmtumorError, NoCasesError
 from .io.dataset import Case, discover_cases, label_scheme_of, load_or_create_manifest
 from .io.nifti import load_header, voxel_spacing
 from .labels import LABEL_NAMES
@@ -264,7 +264,3 @@ def benchmark(data_dir: Path | str | None = None, weights: list[str] | None = No
             raise NoCasesError("no bundled weights to benchmark" + (f" for methods {', '.join(methods)}" if methods else "")
                                + "; pass --weights NAME|PATH|hf://...")
     return run_benchmark(data_dir, specs, output, opts, progress)
-
-
-def not_available(command: str, issue: str) -> None:
-    raise NotAvailableError(f"'mmtumor {command}' is not available yet ({issue})")

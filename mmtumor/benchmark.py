@@ -219,7 +219,7 @@ def _dataset_name(cases: list[Case]) -> str:
     return "other"
 
 
-def default_phantoms(folder: Path, n: int = 4, seed: int = 900_000, shape=(240, 240, 155)) -> Path:
+def default_phantoms(folder: Path, n: int = 3, seed: int = 900_000, shape=(240, 240, 155)) -> Path:
     """Held-out phantoms for the no-argument benchmark (seeds far from any training seed)."""
     from .synth import write_dataset
 

@@ -101,13 +101,6 @@ def inspect(
         _render_inspect(report)
 
 
-# ------------------------------------------------------------------------- not delivered yet
-def _pending(command: str, issue: str):
-    from . import api
-
-    api.not_available(command, issue)
-
-
 def _render_detections(pin) -> None:
     table = Table(title=f"{pin.name}: inputs ({pin.source})", show_lines=False)
     for col in ("modality", "file / series", "confidence", "used", "why"):
@@ -129,7 +122,7 @@ def _render_volumes(report: dict) -> None:
     out.print(table)
     if report.get("expected_dice"):
         e = report["expected_dice"]
-        out.print(f"expected Dice for this subset (model card, phantoms): " + ", ".join(f"{k} {e[k]:.2f}" for k in e))
+        out.print("expected Dice for this subset (model card, phantoms): " + ", ".join(f"{k} {e[k]:.2f}" for k in e))
     for k, pth in report["outputs"].items():
         out.print(f"  {k}: {pth}")
 

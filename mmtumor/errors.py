@@ -26,6 +26,3 @@ class GeometryError(MmtumorError):
 class LabelError(MmtumorError):
     """A label map holds values outside the scheme it claims."""
 
-
-class NotAvailableError(MmtumorError):
-    """A command exists in the CLI but its capability has not been delivered yet."""
