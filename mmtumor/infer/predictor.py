@@ -7,7 +7,6 @@ temporary name and renamed, so a failed case never leaves half-written files beh
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import json
 import os
@@ -44,14 +43,6 @@ class SegmentOptions:
     extra: dict = field(default_factory=dict)
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _atomic_text(path: Path, text: str) -> None:
     tmp = path.with_name(f".tmp-{path.name}")
     tmp.write_text(text)
@@ -85,9 +76,11 @@ class Predictor:
 
     @property
     def weights_info(self) -> dict:
+        from ..weights import sha256_file
+
         r = self.resolved
         return {"name": r.name, "method": r.method, "source": r.source, "spec": r.spec, "commit": r.commit,
-                "sha256": r.files or {r.weights_path.name: _sha256(r.weights_path)}, "verified": r.verified}
+                "sha256": r.files or {r.weights_path.name: sha256_file(r.weights_path)}, "verified": r.verified}
 
     def segment(self, patient: PatientInput, out_dir: Path | str, progress=None) -> dict:
         from ..metrics import relabel_small_et, volumes_ml

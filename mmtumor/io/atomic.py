@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
 
 
 def default_file_mode() -> int:
@@ -17,3 +20,22 @@ def default_file_mode() -> int:
     mask = os.umask(0o022)
     os.umask(mask)
     return 0o666 & ~mask
+
+
+@contextmanager
+def atomic_target(path: Path | str, suffix: str = ""):
+    """Yield a temporary path beside ``path``; on success it replaces ``path``, on any error it is removed.
+
+    Readers never see a half-written file, and a failed write leaves nothing behind.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=suffix, dir=path.parent)
+    os.close(fd)
+    os.chmod(tmp, default_file_mode())
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

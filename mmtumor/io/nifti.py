@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
-from .atomic import default_file_mode
+from .atomic import atomic_target
 
 from ..errors import GeometryError, ReadError
 
@@ -86,16 +84,8 @@ def write_nifti(path: Path | str, data: np.ndarray, affine: np.ndarray, header: 
     img = nib.Nifti1Image(np.asarray(data), np.asarray(affine, dtype=np.float64), header=header)
     img.set_qform(affine, code=1)
     img.set_sform(affine, code=1)
-    suffix = ".nii.gz" if str(path).endswith(".gz") else ".nii"
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=suffix, dir=path.parent)
-    os.chmod(tmp, default_file_mode())
-    os.close(fd)
-    try:
+    with atomic_target(path, ".nii.gz" if str(path).endswith(".gz") else ".nii") as tmp:
         nib.save(img, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return path
 
 

@@ -6,13 +6,11 @@ objects. Downloaded weights use safetensors (see ``mmtumor.weights``).
 
 from __future__ import annotations
 
-import os
 import random
-import tempfile
 from pathlib import Path
 
 import numpy as np
-from ..io.atomic import default_file_mode
+from ..io.atomic import atomic_target
 import torch
 
 
@@ -37,18 +35,9 @@ def set_rng_state(state: dict) -> None:
 
 def save_checkpoint(path: Path, payload: dict) -> Path:
     """Write to a temp file in the same folder, then rename: a crash never leaves a half-written checkpoint."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".pt", dir=path.parent)
-    os.chmod(tmp, default_file_mode())
-    os.close(fd)
-    try:
+    with atomic_target(path, ".pt") as tmp:
         torch.save(payload, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return Path(path)
 
 
 def load_checkpoint(path: Path) -> dict:
