@@ -15,7 +15,7 @@ import platform
 import resource
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +24,7 @@ from .errors import InputError, MmtumorError
 from .io.dataset import Case, find_cases, load_case, load_or_create_manifest, cases_from_manifest
 from .io.nifti import voxel_spacing
 from .labels import regions_to_labels
-from .modalities import MODALITIES, Subset, parse_subsets
+from .modalities import Subset, parse_subsets
 
 
 @dataclass
@@ -37,7 +37,6 @@ class BenchmarkOptions:
     overlap: float = 0.5
     min_et_voxels: int = 0
     max_cases: int | None = None
-    extra: dict = field(default_factory=dict)
 
 
 def select_cases(data_dir: Path, split: str, report_dir: Path) -> list[Case]:
@@ -228,4 +227,4 @@ def default_phantoms(folder: Path, n: int = 3, seed: int = 900_000, shape=(240, 
     return folder
 
 
-__all__ = ["BenchmarkOptions", "run_benchmark", "default_phantoms", "MODALITIES"]
+__all__ = ["BenchmarkOptions", "run_benchmark", "default_phantoms"]

@@ -758,16 +758,21 @@ _RECIPE_KEYS = ("preset", "epochs", "iters_per_epoch", "patch", "batch", "lr", "
                 "dropout_schedule", "augment", "seed", "data_dir", "target_spacing")
 
 
+def _json_field(value):
+    """Checkpoint fields our trainer stores as JSON text (weights_only loading keeps them plain); None if unparsable."""
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return None
+    return value
+
+
 def _meta_from_checkpoint(ck: dict, ckpt: Path) -> dict:
     """What our trainer's checkpoint tells about the run: recipe (from ``train_config``), epoch, last validation."""
     extra = dict(ck.get("meta") or {})
     training = dict(extra.get("training") or {})
-    train_cfg = ck.get("train_config")
-    if isinstance(train_cfg, str):
-        try:
-            train_cfg = json.loads(train_cfg)
-        except ValueError:
-            train_cfg = None
+    train_cfg = _json_field(ck.get("train_config"))
     if isinstance(train_cfg, dict):
         training.update({k: _jsonable(train_cfg[k]) for k in _RECIPE_KEYS if k in train_cfg})
         if train_cfg.get("patch") and not extra.get("patch_size"):
@@ -777,12 +782,7 @@ def _meta_from_checkpoint(ck: dict, ckpt: Path) -> dict:
     training.setdefault("checkpoint", ckpt.name)
     if "epoch" in ck:
         training.setdefault("epoch", _jsonable(ck["epoch"]))
-    history = ck.get("history")
-    if isinstance(history, str):
-        try:
-            history = json.loads(history)
-        except ValueError:
-            history = None
+    history = _json_field(ck.get("history"))
     if isinstance(history, list):
         vals = [h["val"] for h in history if isinstance(h, dict) and isinstance(h.get("val"), dict)]
         if vals:

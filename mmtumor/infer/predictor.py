@@ -12,7 +12,7 @@ import json
 import os
 import platform
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -40,7 +40,6 @@ class SegmentOptions:
     n4: bool = False
     min_et_voxels: int = 0  # ET smaller than this (in total) becomes NCR; 0 = off
     amp: bool = True
-    extra: dict = field(default_factory=dict)
 
 
 def _atomic_text(path: Path, text: str) -> None:
@@ -184,7 +183,7 @@ class Predictor:
             "expected_dice": expected_dice(self.meta, subset),
             "expected_dice_note": "from the model card: mean Dice on held-out phantoms for this modality subset; real scans may differ",
             "device": str(self.device),
-            "options": {k: v for k, v in opts.__dict__.items() if k != "extra"},
+            "options": dict(opts.__dict__),
             "label_scheme": opts.label_scheme,
             "labels": ({"1": "NCR/NET", "2": "ED", "4": "ET"} if opts.label_scheme == "brats2021" else {"1": "NETC", "2": "SNFH", "3": "ET"}),
             "volumes_ml": volumes,
