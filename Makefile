@@ -12,6 +12,9 @@ $(VENV)/.installed: pyproject.toml
 	# torch first, pinned: where a local CPU build of 2.13.0 exists pip takes it (no multi-GB CUDA download)
 	$(PY) -m pip install -q "$(TORCH)" || $(PY) -m pip install -q "torch>=2.2"
 	$(PY) -m pip install -q -e '.[test]'
+	# official BraTS metrics for the cross-check test: their numpy<2.3/pandas<3/rich<14 pins are stricter than the
+	# code needs (tests/test_metrics.py checks the result), so they go in without their pinned dependencies
+	$(PY) -m pip install -q --no-deps "brats-evaluation==0.0.10" "panoptica==2.1.7"
 	touch $@
 
 install: $(VENV)/.installed

@@ -37,6 +37,7 @@ class BenchmarkOptions:
     overlap: float = 0.5
     min_et_voxels: int = 0
     max_cases: int | None = None
+    reference: str | None = None  # CSV of published Dice (method,subset,region,dice %), see report.load_reference_csv
 
 
 def select_cases(data_dir: Path, split: str, report_dir: Path) -> list[Case]:
@@ -87,7 +88,7 @@ def run_benchmark(data_dir: Path | str, weights: Sequence[str | None], report_di
     import torch
 
     from .metrics import region_metrics, to_records
-    from .report import write_report
+    from .report import load_reference_csv, write_report
     from .train.trainer import pick_device
     from .weights import load_model, resolve
 
@@ -95,6 +96,7 @@ def run_benchmark(data_dir: Path | str, weights: Sequence[str | None], report_di
     data_dir, report_dir = Path(data_dir), Path(report_dir)
     report_dir.mkdir(parents=True, exist_ok=True)
     subsets = parse_subsets(opts.subsets)
+    reference = load_reference_csv(opts.reference) if opts.reference else None  # fail before the long sweep
     cases = select_cases(data_dir, opts.split, report_dir)
     if opts.max_cases:
         cases = cases[: opts.max_cases]
@@ -178,11 +180,11 @@ def run_benchmark(data_dir: Path | str, weights: Sequence[str | None], report_di
                 "cases": len(cases), "subsets": [s.code for s in subsets], "weights": model_names, "device": str(device),
                 "tta": opts.tta, "overlap": opts.overlap, "torch": torch.__version__, "python": platform.python_version(),
                 "platform": platform.platform(), "failures": len(failures), "dataset": _dataset_name(cases)}
-    files = write_report(records, report_dir, speed or None, meta_out)
+    files = write_report(records, report_dir, speed or None, meta_out, reference=reference)
     if failures:
         (report_dir / "failures.json").write_text(json.dumps(failures, indent=2))
     return {"records": records, "failures": failures, "speed": speed, "files": {k: str(v) for k, v in files.items()},
-            "meta": meta_out}
+            "meta": meta_out, "reference": reference}
 
 
 def _gather_ranks(rank, device, report_dir: Path, cache: Path, prefixes: list[str], cases: list[Case], subsets, failures):

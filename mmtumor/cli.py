@@ -307,6 +307,9 @@ def benchmark(
     device: str = typer.Option("auto", "-d", "--device", help="auto, cpu, cuda, cuda:N or mps."),
     max_cases: Optional[int] = typer.Option(None, "--max-cases", help="Use at most N cases."),
     min_et_voxels: int = typer.Option(0, "--min-et-voxels", help="ET post-processing: relabel ET below N voxels (marked in the report)."),
+    reference: Optional[Path] = typer.Option(None, "--reference", help="Published Dice to show beside ours: CSV with "
+                                             "method,subset,region,dice (in %), e.g. the A2FSeg paper's Table 1. Columns "
+                                             "on BraTS 2020 data, a separate not-comparable table otherwise."),
     output: Path = typer.Option(Path("mmtumor-benchmark"), "-o", "--output", help="Report folder."),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="No progress bar."),
 ) -> None:
@@ -318,7 +321,7 @@ def benchmark(
     from .report import rich_table
 
     opts = BenchmarkOptions(split=split, subsets=subsets, tta=tta, speed=speed, device=device, max_cases=max_cases,
-                            min_et_voxels=min_et_voxels)
+                            min_et_voxels=min_et_voxels, reference=str(reference) if reference else None)
     meths = [m.strip() for m in methods.split(",")] if methods else None
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=err, disable=quiet, transient=True) as prog:
@@ -332,7 +335,7 @@ def benchmark(
         return
     from .report import build_context
 
-    ctx = build_context(result["records"], result["speed"] or None, result["meta"])
+    ctx = build_context(result["records"], result["speed"] or None, result["meta"], reference=result.get("reference"))
     out.print(rich_table(ctx["tables"]["dice"], title="Dice (mean over cases)"))
     if result["failures"]:
         err.print(f"[yellow]{len(result['failures'])} case/subset run(s) failed; see {output}/failures.json[/]")

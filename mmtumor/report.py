@@ -408,6 +408,50 @@ def speed_table(speed_records: Iterable[Mapping]) -> list[dict]:
     return out
 
 
+def load_reference_csv(path: str | os.PathLike) -> dict[str, dict[str, dict[str, float]]]:
+    """Published per-subset Dice from a CSV (header ``method,subset,region,dice``; Dice in %, e.g. 89.5).
+
+    ``subset`` is a 4-bit code (T1,T1c,T2,FLAIR) or a name like ``T1c+FLAIR``; ``region`` is WT, TC or ET.
+    This is how a user puts a paper's Table 1 (e.g. A2FSeg's, which we do not bundle) beside our numbers.
+    """
+    from .modalities import parse_subsets
+
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"reference table not found: {p}")
+    try:
+        rows = list(csv.DictReader(p.read_text(encoding="utf-8-sig").splitlines()))
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise InputError(f"reference table {p.name} is not a readable CSV: {exc}") from None
+    need = {"method", "subset", "region", "dice"}
+    header = {h.strip().lower() for h in (rows[0].keys() if rows else [])}
+    if not rows or not need <= header:
+        raise InputError(f"reference table {p.name} needs a header with columns method,subset,region,dice and at least one row")
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for line, raw in enumerate(rows, start=2):
+        row = {(k or "").strip().lower(): (v or "").strip() for k, v in raw.items()}
+        where = f"reference table {p.name}, line {line}"
+        if not row["method"]:
+            raise InputError(f"{where}: empty method")
+        subsets = parse_subsets(row["subset"]) if row["subset"] else []
+        if len(subsets) != 1:
+            raise InputError(f"{where}: subset must be one 4-bit code or name, got '{row['subset']}'")
+        region = row["region"].upper()
+        if region not in REGION_ORDER:
+            raise InputError(f"{where}: region must be one of {', '.join(REGION_ORDER)}, got '{row['region']}'")
+        try:
+            value = float(row["dice"])
+        except ValueError:
+            raise InputError(f"{where}: Dice '{row['dice']}' is not a number") from None
+        if not 0.0 <= value <= 100.0 or math.isnan(value):
+            raise InputError(f"{where}: Dice {value} is outside 0-100 (give it in %)")
+        cell = out.setdefault(row["method"], {}).setdefault(subsets[0].code, {})
+        if region in cell:
+            raise InputError(f"{where}: duplicate entry for {row['method']} {subsets[0].code} {region}")
+        cell[region] = value
+    return out
+
+
 def paper_reference(dataset: str | None, table: Mapping | None = None) -> tuple[str, dict]:
     """Where the published A2FSeg numbers go: ('columns', data) on BraTS 2020, ('separate', data) otherwise,
     ('none', {}) when the structure is empty (see :data:`A2FSEG_PAPER_TABLE1`)."""
@@ -557,7 +601,7 @@ def build_markdown(ctx: Mapping) -> str:
         parts += ["## Published A2FSeg numbers (BraTS 2020) — NOT comparable with this data", "",
                   to_markdown(ctx["reference_table"]), ""]
     elif ref_mode == "none":
-        parts += ["_Published A2FSeg Table 1 numbers are not bundled (see `mmtumor.report.A2FSEG_PAPER_TABLE1`)._", ""]
+        parts += ["_Published A2FSeg Table 1 numbers are not bundled; add a paper's table with `mmtumor benchmark --reference table.csv` (docs/metrics.md)._", ""]
     if ctx["ablation"]:
         parts += ["## Ablation: average fusion vs average + adaptive fusion (A2FSeg Table 2 style, Dice %)", "",
                   _ablation_markdown(ctx["ablation"]), ""]

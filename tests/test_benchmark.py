@@ -87,6 +87,28 @@ def test_bad_arguments(tmp_path, setup):
     assert r.exit_code == 1 and "0000" in r.output
 
 
+def test_published_reference_table(setup, tmp_path):
+    """--reference puts a user's published table (e.g. the A2FSeg paper's) in the report; a bad one fails fast."""
+    root, weights = setup
+    ref = tmp_path / "paper.csv"
+    ref.write_text("method,subset,region,dice\nPaper-A,1111,WT,91.5\nPaper-A,T1c+FLAIR,ET,70.25\n")
+    out = tmp_path / "report"
+    base = ["benchmark", str(root / "data"), "--weights", str(weights["unet"]), "--split", "all", "--subsets", "1111",
+            "--device", "cpu", "-o", str(out), "-q"]
+    r = runner.invoke(app, base + ["--reference", str(ref)])
+    assert r.exit_code == 0, r.output
+    md = (out / "report.md").read_text()
+    # phantoms are not BraTS 2020: the published numbers are shown apart and labelled not comparable
+    assert "NOT comparable" in md and "91.50" in md.split("NOT comparable")[1] and "70.25" in md
+    rep = json.loads((out / "report.json").read_text())
+    assert rep["reference_mode"] == "separate" and rep["reference"]["Paper-A"]["0101"]["ET"] == 70.25
+    ref.write_text("method,subset,region,dice\nPaper-A,1111,WT,91.5\nPaper-A,1111,XX,80\n")
+    out2 = tmp_path / "report2"
+    r = runner.invoke(app, base[:-3] + ["-o", str(out2), "-q", "--reference", str(ref)])
+    assert r.exit_code == 1 and "line 3" in r.output and "XX" in r.output and "Traceback" not in r.output
+    assert not (out2 / "report.md").exists()
+
+
 def _bench_rank(rank: int, world: int, port: int, data: str, weights: str, out: str) -> None:
     import os
 

@@ -195,6 +195,24 @@ def test_reference_columns_only_on_brats2020(tmp_path):
     assert "(paper)" not in md2.split("NOT comparable")[0]
 
 
+def test_load_reference_csv(tmp_path):
+    from mmtumor.errors import InputError
+    from mmtumor.report import load_reference_csv
+
+    f = tmp_path / "t.csv"
+    f.write_text("Method,Subset,Region,Dice\nA2FSeg,1111,wt,89.79\nA2FSeg,T1c+FLAIR,TC,80\nB,0001,ET,0\n")
+    assert load_reference_csv(f) == {"A2FSeg": {"1111": {"WT": 89.79}, "0101": {"TC": 80.0}}, "B": {"0001": {"ET": 0.0}}}
+    for body, why in [("method,subset,dice\nA,1111,5\n", "header"), ("method,subset,region,dice\nA,0000,WT,5\n", "0000"),
+                      ("method,subset,region,dice\nA,1111,WT,0.9x\n", "not a number"),
+                      ("method,subset,region,dice\nA,1111,WT,150\n", "0-100"),
+                      ("method,subset,region,dice\nA,1111,WT,50\nA,1111,WT,51\n", "duplicate")]:
+        f.write_text(body)
+        with pytest.raises(InputError, match=why):
+            load_reference_csv(f)
+    with pytest.raises(InputError, match="not found"):
+        load_reference_csv(tmp_path / "nope.csv")
+
+
 def test_speed_table_values_and_errors(report):
     _, _, paths = report
     (row,) = speed_table([{"method": "m", "n_present": 2, "latency_s": [2.0, 1.0, 3.0], "peak_gpu_mb": 100},
