@@ -598,7 +598,7 @@ def build_markdown(ctx: Mapping) -> str:
               "## HD95 per modality subset (mm)", "", to_markdown(ctx["tables"]["hd95"]), ""]
     ref_mode, _ = ctx["reference_mode"]
     if ref_mode == "separate":
-        parts += ["## Published A2FSeg numbers (BraTS 2020) — NOT comparable with this data", "",
+        parts += ["## Published numbers (measured on BraTS 2020, not on this data) — NOT comparable", "",
                   to_markdown(ctx["reference_table"]), ""]
     elif ref_mode == "none":
         parts += ["_Published A2FSeg Table 1 numbers are not bundled; add a paper's table with `mmtumor benchmark --reference table.csv` (docs/metrics.md)._", ""]
@@ -678,7 +678,7 @@ def build_html(ctx: Mapping, images: Mapping[str, bytes]) -> str:
              "<h2>HD95 per modality subset (mm)</h2>", _html_table(ctx["tables"]["hd95"])]
     ref_mode, _ = ctx["reference_mode"]
     if ref_mode == "separate":
-        parts += ["<h2>Published A2FSeg numbers (BraTS 2020) — not comparable with this data</h2>",
+        parts += ["<h2>Published numbers (measured on BraTS 2020, not on this data) — not comparable</h2>",
                   _html_table(ctx["reference_table"])]
     if ctx["ablation"]:
         parts += ["<h2>Ablation: average vs average + adaptive fusion (Dice %)</h2>", _md_block_to_html(_ablation_markdown(ctx["ablation"]))]
