@@ -27,12 +27,16 @@ def main() -> None:
         if proc.returncode != 0:
             raise SystemExit(proc.stderr)
         files = sorted(p.name for p in Path(tmp).iterdir() if p.is_file())
+    from mmtumor.benchmark import DEFAULT_PHANTOM_CASES
+    from mmtumor.weights import list_models
+
+    models = [m.name for m in list_models() if m.source == "bundled"]
     OUT_MD.write_text(
         "# Default `mmtumor benchmark` (`benchmarks/bench_default_benchmark.py`)\n\n"
         f"- date: {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC; machine: {platform.machine()}, {os.cpu_count()} cores, "
         f"CPU only; load average at the end {os.getloadavg()[0]:.1f}\n"
-        "- command: `mmtumor benchmark -o DIR --device cpu` (generates 3 held-out 240x240x155 phantoms, all 15 subsets, "
-        "bundled weights)\n\n"
+        f"- command: `mmtumor benchmark -o DIR --device cpu` (generates {DEFAULT_PHANTOM_CASES} held-out 240x240x155 phantoms, "
+        f"all 15 subsets, every bundled model: {len(models)}, {', '.join(models)})\n\n"
         f"Wall time: **{minutes:.1f} min** (target < 15 min), phantom generation included. Files written: {', '.join(files)}.\n")
     print(f"{minutes:.1f} min")
 

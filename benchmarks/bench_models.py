@@ -29,6 +29,24 @@ def per_subset_means(records: list[dict], model: str) -> dict[str, dict[str, flo
     return {code: {reg: round(sum(v) / len(v), 4) for reg, v in regs.items()} for code, regs in acc.items()}
 
 
+def summary_table(phantom: list[dict], real: list[dict] | None, specs: list[str]) -> list[str]:
+    """One row per model: mean over the 15 subsets on phantoms, T1c+FLAIR on the real cases, file size."""
+    from mmtumor.weights import resolve
+
+    out = ["## Summary", "", "Dice, mean over cases. Phantoms: unweighted mean over the 15 subsets. Real: BraTS 2013, T1c+FLAIR.", "",
+           "| model | method | MB | phantoms WT | TC | ET | real WT | TC | ET |", "|---|---|--:|--:|--:|--:|--:|--:|--:|"]
+    for spec in specs:
+        rw = resolve(spec)
+        subs = per_subset_means(phantom, rw.name)
+        mean = {r: sum(v[r] for v in subs.values()) / len(subs) for r in ("WT", "TC", "ET")} if subs else {}
+        rl = per_subset_means(real, rw.name).get("0101", {}) if real else {}
+        mb = rw.weights_path.stat().st_size / 1e6
+        cells = [f"{mean.get(r, float('nan')):.3f}" for r in ("WT", "TC", "ET")] + \
+                [f"{rl[r]:.3f}" if r in rl else "–" for r in ("WT", "TC", "ET")]
+        out.append(f"| {rw.name} | {rw.meta.get('method')} | {mb:.1f} | " + " | ".join(cells) + " |")
+    return out + [""]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--weights", nargs="*", default=None, help="default: every bundled model")
@@ -56,6 +74,7 @@ def main() -> None:
              f"cores (CPU); total {minutes:.1f} min", f"- command: `python benchmarks/bench_models.py{' --update-cards' if args.update_cards else ''}`",
              f"- held-out phantoms: {args.cases} cases, 240x240x155 at 1 mm, seeds 900000+ (never used for training), "
              "mean over cases; Dice 1 when prediction and truth are both empty (BraTS convention)", ""]
+    lines += summary_table(ph["records"], real["records"] if real else None, specs)
     lines += ["## Held-out phantoms, all 15 subsets", ""]
     rep = (args.work / "phantom-report" / "report.md").read_text()
     lines += [rep.replace("# ", "### ", 1), ""]

@@ -1,0 +1,122 @@
+"""Reproduce the bundled weights: one recipe for all eight shipped models, trained on phantoms only.
+
+    python benchmarks/bundled.py data                 # 40 randomised phantoms at 2 mm (runs/bundled/phantoms-2mm)
+    python benchmarks/bundled.py train --jobs 2       # every model, two single-threaded trainings at a time
+    python benchmarks/bundled.py export               # weights/<name>.{safetensors,json,md} + manifest
+    python benchmarks/bench_models.py --update-cards  # Dice tables into the cards, docs/bench-models.md
+    python benchmarks/collect.py                      # docs/benchmarks.md
+
+Every model gets the same budget (600 Adam steps of two 48^3 patches at 2 mm, lr 3e-3) so that the
+phantom and real-scan tables compare methods, not budgets. Each method keeps its own paper defaults
+for the missing-modality schedule and losses. ``--only NAME`` restricts to some models.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+WORK = ROOT / "runs" / "bundled"
+DATA_ARGS = ["--cases", "40", "--seed", "1000", "--shape", "120", "120", "78", "--randomize"]
+TRAIN_ARGS = ["--preset", "tiny", "--epochs", "30", "--iters-per-epoch", "20", "--patch", "48", "48", "48", "--batch", "2",
+              "--lr", "3e-3", "--device", "cpu", "--workers", "1", "--val-every", "10", "--target-spacing", "2"]
+TRAINING_DATA = ("phantoms only: 40 cases from mmtumor synth --randomize --shape 120 120 78 --seed 1000 "
+                 "(mmtumor 0.1.0 generator); no real data")
+
+# name -> (method, extra train args, what it is)
+MODELS: dict[str, tuple[str, list[str], str]] = {
+    "a2fseg-cpu": ("a2fseg", [], "A2FSeg (4 modality U-Nets, average + adaptive fusion; the default)"),
+    "a2fseg-avg-cpu": ("a2fseg-avg", [], "A2FSeg with average fusion only (the paper's Table 2 ablation)"),
+    "a2fseg-medmap-cpu": ("a2fseg", ["--align", "medmap"], "A2FSeg trained with the MedMAP alignment add-on "
+                          "(latent features pulled to the anchor P_mix; the add-on is training-only, inference is plain A2FSeg)"),
+    "robustseg-cpu": ("robustseg", [], "RobustSeg (content/appearance disentanglement, gated fusion at every scale)"),
+    "hemis-cpu": ("hemis", [], "HeMIS (per-modality encoders, mean/variance fusion)"),
+    "mmformer-cpu": ("mmformer", [], "mmFormer (hybrid modality-specific encoders, inter-modal transformer)"),
+    "unet-cpu": ("unet", [], "early-fusion U-Net with modality dropout (the usual first try)"),
+    "master-assistant-cpu": ("master-assistant", [], "master-assistant cross-modal attention (T1c master)"),
+}
+
+
+def _mmtumor() -> list[str]:
+    return [sys.executable, "-m", "mmtumor"]
+
+
+def make_data(args) -> None:
+    subprocess.run(_mmtumor() + ["synth", str(args.data), *DATA_ARGS], check=True)
+
+
+def _train_one(name: str, args) -> int:
+    method, extra, _ = MODELS[name]
+    run = args.work / name
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    cmd = _mmtumor() + ["train", str(args.data), "--method", method, "-o", str(run), *TRAIN_ARGS, *extra]
+    print(" ".join(cmd[2:]), flush=True)
+    with open(args.work / f"{name}.log", "w") as log:
+        return subprocess.run(cmd, env=env, stdout=log, stderr=subprocess.STDOUT).returncode
+
+
+def train(args) -> None:
+    args.work.mkdir(parents=True, exist_ok=True)
+    with ThreadPoolExecutor(args.jobs) as pool:
+        codes = dict(zip(args.only, pool.map(lambda n: _train_one(n, args), args.only)))
+    failed = [n for n, c in codes.items() if c]
+    if failed:
+        sys.exit(f"training failed for: {', '.join(failed)} (logs in {args.work})")
+
+
+def _steps_minutes(run: Path) -> tuple[int, float]:
+    """Optimiser steps taken and minutes spent in training epochs, from the run's own log."""
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    epochs = [r for r in rows if "seconds" in r]
+    iters = json.loads((run / "config.json").read_text()).get("iters_per_epoch", 0)
+    return len(epochs) * int(iters), sum(r["seconds"] for r in epochs) / 60
+
+
+def export(args) -> None:
+    import torch
+
+    from mmtumor.models.registry import build_model
+    from mmtumor.weights import export_run
+
+    for name in args.only:
+        method, extra, what = MODELS[name]
+        run = args.work / name
+        if not (run / "best.pt").is_file():
+            print(f"skip {name}: no trained run in {run}")
+            continue
+        n_params = sum(p.numel() for p in build_model(method, "tiny").parameters())
+        steps, minutes = _steps_minutes(run)
+        desc = (f"Small {what}: tiny preset, {n_params / 1e3:.0f}k parameters, trained for {steps} Adam steps "
+                f"(30 epochs x 20, batch 2, 48^3 patches at 2 mm, lr 3e-3, the method's own missing-modality schedule) "
+                f"on 40 domain-randomised phantoms. Hardware: the project CPU machine (2-core x86_64, 1 torch thread), "
+                f"{minutes:.0f} min of training epochs; no GPU was lent, so this is the CPU-scale version. Same budget "
+                f"as every other bundled model. Recipe: benchmarks/bundled.py, docs/training.md.")
+        meta = {"description": desc, "training_data": TRAINING_DATA,
+                "hardware": f"CPU, 2 cores (shared), 1 torch thread, ~{minutes:.0f} min of epochs"}
+        meta_file = args.work / f"{name}.meta.json"
+        meta_file.write_text(json.dumps(meta))
+        torch.set_num_threads(1)
+        res = export_run(run, args.weights, name, meta=json.loads(meta_file.read_text()), default=(name == "a2fseg-cpu"))
+        print(f"exported {name}: {res.weights_path}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("step", choices=["data", "train", "export"])
+    ap.add_argument("--only", nargs="*", default=list(MODELS), choices=list(MODELS))
+    ap.add_argument("--jobs", type=int, default=2, help="trainings at a time (each one torch thread)")
+    ap.add_argument("--work", type=Path, default=WORK)
+    ap.add_argument("--data", type=Path, default=WORK / "phantoms-2mm")
+    ap.add_argument("--weights", type=Path, default=ROOT / "weights")
+    args = ap.parse_args()
+    {"data": make_data, "train": train, "export": export}[args.step](args)
+
+
+if __name__ == "__main__":
+    main()
