@@ -27,7 +27,7 @@ DATA_ARGS = ["--cases", "40", "--seed", "1000", "--shape", "120", "120", "78", "
 TRAIN_ARGS = ["--preset", "tiny", "--epochs", "30", "--iters-per-epoch", "20", "--patch", "48", "48", "48", "--batch", "2",
               "--lr", "3e-3", "--device", "cpu", "--workers", "1", "--val-every", "10", "--target-spacing", "2"]
 TRAINING_DATA = ("phantoms only: 40 cases from mmtumor synth --randomize --shape 120 120 78 --seed 1000 "
-                 "(mmtumor 0.1.0 generator); no real data")
+                 "(phantom generator version {version}); no real data")
 
 # name -> (method, extra train args, what it is)
 MODELS: dict[str, tuple[str, list[str], str]] = {
@@ -78,6 +78,13 @@ def _steps_minutes(run: Path) -> tuple[int, float]:
     return len(epochs) * int(iters), sum(r["seconds"] for r in epochs) / 60
 
 
+def _generator_version(run: Path) -> str:
+    """The phantom generator version of the data a run was trained on (from the phantoms' metadata.json)."""
+    data = Path(json.loads((run / "config.json").read_text())["data_dir"])
+    meta = next(data.glob("*/metadata.json"), None)
+    return json.loads(meta.read_text()).get("generator_version", "?") if meta else "?"
+
+
 def export(args) -> None:
     import torch
 
@@ -97,7 +104,7 @@ def export(args) -> None:
                 f"on 40 domain-randomised phantoms. Hardware: the project CPU machine (2-core x86_64, 1 torch thread), "
                 f"{minutes:.0f} min of training epochs; no GPU was lent, so this is the CPU-scale version. Same budget "
                 f"as every other bundled model. Recipe: benchmarks/bundled.py, docs/training.md.")
-        meta = {"description": desc, "training_data": TRAINING_DATA,
+        meta = {"description": desc, "training_data": TRAINING_DATA.format(version=_generator_version(run)),
                 "hardware": f"CPU, 2 cores (shared), 1 torch thread, ~{minutes:.0f} min of epochs"}
         meta_file = args.work / f"{name}.meta.json"
         meta_file.write_text(json.dumps(meta))
