@@ -28,7 +28,7 @@ from .contrast import dura_map, render, sample_intensities, vessel_map
 from .fields import single_thread, upsample
 from .tumour import ED, ET, NCR, build_tumour, load_real_shapes, plan_lesions
 
-GENERATOR_VERSION = "2"
+GENERATOR_VERSION = "1"
 FORMATS = ("brats2020", "brats2023")
 _SUFFIX = {
     "brats2020": {Modality.T1: "_t1", Modality.T1C: "_t1ce", Modality.T2: "_t2", Modality.FLAIR: "_flair", "seg": "_seg"},

@@ -87,11 +87,10 @@ def plan_lesions(rng: np.random.Generator, candidates: np.ndarray, n_real_shapes
     plans = []
     for i in range(n):
         centre = candidates[int(rng.integers(len(candidates)))].astype(float)
-        # whole-tumour radius: 80% BraTS-like 18..42 mm (~25..300 mL), 20% small 7..18 mm (~1.5..25 mL);
-        # satellites of multifocal cases are smaller (generator v2: was 70/30, which left the median phantom
-        # far below the BraTS glioma median of roughly 100 mL)
+        # whole-tumour radius: 70% BraTS-like 18..42 mm (~25..300 mL), 30% small 7..18 mm (~1.5..25 mL);
+        # satellites of multifocal cases are smaller
         if i == 0:
-            big = rng.random() < 0.8
+            big = rng.random() < 0.7
             wt_radius = float(rng.uniform(18.0, 42.0) if big else np.exp(rng.uniform(np.log(7.0), np.log(18.0))))
         else:
             wt_radius = float(rng.uniform(5.0, 16.0))
@@ -99,9 +98,7 @@ def plan_lesions(rng: np.random.Generator, candidates: np.ndarray, n_real_shapes
         kind = "procedural"
         if i == 0 and n_real_shapes and rng.random() < 0.35:
             kind = f"real:{int(rng.integers(n_real_shapes))}"
-        # core radius / WT radius 0.5..0.9, i.e. TC/WT volume 0.13..0.73 (median ~0.35, near BraTS gliomas;
-        # v1 drew 0.3..0.8, whose median TC/WT volume of ~0.15 taught the models far too small cores)
-        plans.append(LesionPlan(centre=centre, wt_radius=wt_radius, core_fraction=float(rng.uniform(0.5, 0.9)),
+        plans.append(LesionPlan(centre=centre, wt_radius=wt_radius, core_fraction=float(rng.uniform(0.3, 0.8)),
                                 enhancing=enhancing, shape=kind))
     return plans
 
@@ -183,9 +180,7 @@ def _real_shape(rng: np.random.Generator, plan: LesionPlan, shape_arr: np.ndarra
     tc_vol = float(np.isin(shape_arr, (NCR, ET)).sum()) or float((shape_arr > 0).sum())
     wt_vol = float((shape_arr > 0).sum())
     target = 4.0 / 3.0 * np.pi * plan.wt_radius**3
-    # up to 3.2x: small source shapes (metastases of a few mL) must still reach BraTS-like glioma sizes
-    # (v1 capped at 1.6x, so a planned 230 mL lesion from a 3 mL metastasis came out at ~1 mL)
-    scale = float(np.clip((target / wt_vol) ** (1 / 3), 0.5, 3.2))
+    scale = float(np.clip((target / wt_vol) ** (1 / 3), 0.5, 1.6))
     rot = _random_rotation(rng, 30.0)
     flip = np.diag(rng.choice([-1.0, 1.0], 3))
     inv = np.linalg.inv(rot @ flip * scale)  # local mm -> shape voxels
