@@ -91,6 +91,7 @@ def export(args) -> None:
     from mmtumor.models.registry import build_model
     from mmtumor.weights import export_run
 
+    torch.set_num_threads(1)
     for name in args.only:
         method, extra, what = MODELS[name]
         run = args.work / name
@@ -106,10 +107,7 @@ def export(args) -> None:
                 f"as every other bundled model. Recipe: benchmarks/bundled.py, docs/training.md.")
         meta = {"description": desc, "training_data": TRAINING_DATA.format(version=_generator_version(run)),
                 "hardware": f"CPU, 2 cores (shared), 1 torch thread, ~{minutes:.0f} min of epochs"}
-        meta_file = args.work / f"{name}.meta.json"
-        meta_file.write_text(json.dumps(meta))
-        torch.set_num_threads(1)
-        res = export_run(run, args.weights, name, meta=json.loads(meta_file.read_text()), default=(name == "a2fseg-cpu"))
+        res = export_run(run, args.weights, name, meta=meta, default=(name == "a2fseg-cpu"))
         print(f"exported {name}: {res.weights_path}")
 
 
