@@ -278,6 +278,8 @@ def train(
     target_spacing: Optional[float] = typer.Option(None, "--target-spacing", help="Train at this isotropic voxel size in mm (e.g. 2 for CPU models)."),
     stop_after: Optional[int] = typer.Option(None, "--stop-after", help="Stop after N epochs in this invocation (continue with --resume)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --output from its last checkpoint."),
+    init_from: Optional[str] = typer.Option(None, "--init-from", help="Fine-tune: start from these weights (bundled NAME, PATH or "
+                                            "hf://...); their architecture and voxel size are used."),
     config: Optional[Path] = typer.Option(None, "--config", help="JSON file of training options (CLI flags win)."),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="No progress bar."),
 ) -> None:
@@ -287,7 +289,7 @@ def train(
     result = api.train(data_dir, method=method, run_dir=output, preset=preset, epochs=epochs, iters_per_epoch=iters_per_epoch,
                        patch=patch, batch=batch, lr=lr, optimizer=optimizer, amp=amp, device=device, workers=workers,
                        align=align, dropout_schedule=dropout_schedule, seed=seed, val_every=val_every, resume=resume,
-                       target_spacing=target_spacing, stop_after=stop_after,
+                       target_spacing=target_spacing, stop_after=stop_after, init_from=init_from,
                        config_file=config, quiet=quiet)
     if result.get("rank", 0) == 0:
         out.print(f"[green]done[/]: {result['epochs']} epoch(s); best validation score {result['best_score']:.3f}; "

@@ -156,3 +156,44 @@ def test_cli_train_end_to_end_and_export(phantoms, tmp_path):
     r = runner.invoke(app, ["weights", "export", str(run), "-o", str(tmp_path / "w"), "--name", "mini"])
     assert r.exit_code == 0, r.output
     assert (tmp_path / "w" / "mini.safetensors").exists()
+
+
+def test_cli_fine_tune_from_exported_weights(phantoms, tmp_path):
+    """--init-from starts from the given weights (architecture, tensors and voxel size), and refuses a wrong method."""
+    from safetensors.torch import load_file
+
+    runner = CliRunner()
+    common = ["--preset", "tiny", "--epochs", "1", "--iters-per-epoch", "1", "--patch", "32", "32", "32", "--device", "cpu",
+              "--workers", "0", "--no-amp", "--val-every", "0", "-q"]
+    r = runner.invoke(app, ["train", str(phantoms), "--method", "unet", "-o", str(tmp_path / "base"), "--target-spacing", "1",
+                            *common])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["weights", "export", str(tmp_path / "base"), "-o", str(tmp_path / "w"), "--name", "mini"])
+    assert r.exit_code == 0, r.output
+    start = load_file(str(tmp_path / "w" / "mini.safetensors"))
+
+    # A vanishing learning rate: the fine-tuned network must still be the exported one, tensor for tensor.
+    r = runner.invoke(app, ["train", str(phantoms), "--method", "unet", "-o", str(tmp_path / "ft"), "--init-from",
+                            str(tmp_path / "w"), "--lr", "1e-12", *common])
+    assert r.exit_code == 0, r.output
+    cfg = json.loads((tmp_path / "ft" / "config.json").read_text())
+    assert cfg["init_from"] == str(tmp_path / "w") and cfg["target_spacing"] == 1.0
+    tuned = torch.load(tmp_path / "ft" / "last.pt", weights_only=True)["model"]
+    assert set(tuned) == set(start)
+    assert all(torch.allclose(tuned[k].float(), start[k].float(), atol=1e-6) for k in start)
+
+    # Control: a fresh run with the same seed does not start from those tensors.
+    fresh = torch.load(tmp_path / "base" / "last.pt", weights_only=True)["model"]
+    r = runner.invoke(app, ["train", str(phantoms), "--method", "unet", "-o", str(tmp_path / "fresh"), "--seed", "1",
+                            "--lr", "1e-12", "--target-spacing", "1", *common])
+    assert r.exit_code == 0, r.output
+    other = torch.load(tmp_path / "fresh" / "last.pt", weights_only=True)["model"]
+    assert any(not torch.allclose(other[k].float(), fresh[k].float(), atol=1e-4) for k in fresh if other[k].is_floating_point())
+
+    r = runner.invoke(app, ["train", str(phantoms), "--method", "hemis", "-o", str(tmp_path / "bad"), "--init-from",
+                            str(tmp_path / "w"), *common])
+    assert r.exit_code == 1 and "--method unet" in r.output and "Traceback" not in r.output
+    assert not (tmp_path / "bad" / "last.pt").exists()
+    r = runner.invoke(app, ["train", str(phantoms), "--method", "unet", "-o", str(tmp_path / "bad2"), "--init-from",
+                            str(tmp_path / "nowhere"), *common])
+    assert r.exit_code == 1 and "Traceback" not in r.output

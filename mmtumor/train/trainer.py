@@ -83,7 +83,10 @@ def dice_np(pred: np.ndarray, ref: np.ndarray) -> float:
 def build_training_model(cfg: TrainConfig):
     from ..models.registry import build_model
 
-    model = build_model(cfg.method, preset=cfg.preset, **cfg.model_overrides)
+    if cfg.init_from:
+        model = initial_model_from_weights(cfg.init_from, cfg.method)
+    else:
+        model = build_model(cfg.method, preset=cfg.preset, **cfg.model_overrides)
     if cfg.align:
         if cfg.align != "medmap":
             raise InputError(f"unknown alignment '{cfg.align}' (only 'medmap')")
@@ -93,6 +96,21 @@ def build_training_model(cfg: TrainConfig):
             raise InputError("the MedMAP alignment add-on is not available in this installation") from None
         model = with_alignment(model, "medmap", weight=cfg.align_weight)
     return model
+
+
+def initial_model_from_weights(spec: str, method: str) -> torch.nn.Module:
+    """The network of ``spec`` (architecture from its JSON config, tensors from its safetensors), for fine-tuning.
+
+    The weights must be of the method being trained: a fusion network's state cannot seed another method.
+    """
+    from ..weights import load_model, resolve
+
+    rw = resolve(spec)
+    if rw.method != method:
+        raise InputError(f"--init-from {spec}: these are '{rw.method}' weights, but the method is '{method}' "
+                         f"(pass --method {rw.method})")
+    model, _ = load_model(rw, device="cpu")
+    return model.train()
 
 
 def core_model(model: torch.nn.Module) -> torch.nn.Module:
