@@ -15,7 +15,7 @@ import platform
 import resource
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -52,28 +52,45 @@ def select_cases(data_dir: Path, split: str, report_dir: Path) -> list[Case]:
     return cases
 
 
-def _predict_subset(model, meta: dict, image: np.ndarray, available: np.ndarray, subset: Subset, device, opts: BenchmarkOptions):
-    """Labels on the case's grid for one subset (normalised from that subset's modalities only)."""
-    from .infer.sliding import sliding_window_regions
-    from .preprocess import brain_mask_from_image, normalize_intensity
-    from .train.cache import resample_to_spacing, resize
+@dataclass
+class PreparedSubset:
+    """A case's image as the models see it for one subset: normalised from that subset's modalities only, on the
+    model's voxel grid. Shared by every model with the same voxel size (the preparation is the same for all)."""
 
+    model_in: np.ndarray  # [4, ...] on the model grid, absent channels zero
+    mask: np.ndarray  # brain mask on the case's grid
+    present: np.ndarray  # [4] bool
+    seconds: float  # time it took (added to every model's latency with --speed)
+
+
+def _prepare_subset(image: np.ndarray, available: np.ndarray, subset: Subset, grid_spacing, target_spacing) -> PreparedSubset:
+    from .preprocess import brain_mask_from_image, normalize_intensity
+    from .train.cache import resample_to_spacing
+
+    t0 = time.perf_counter()
     present = np.array(subset.mask) & available
     chans = [int(i) for i in np.flatnonzero(present)]
     mask = brain_mask_from_image([image[i] for i in chans])
     x = np.zeros_like(image, dtype=np.float32)
     for i in chans:
         x[i] = normalize_intensity(image[i], mask)
-    spacing = meta["_grid_spacing"]
-    target = meta.get("spacing")
     model_in = x
-    if target and not np.allclose(spacing, target, rtol=0.02):
-        model_in = resample_to_spacing(x, spacing, target, order=1)
+    if target_spacing and not np.allclose(grid_spacing, target_spacing, rtol=0.02):
+        model_in = resample_to_spacing(x, grid_spacing, target_spacing, order=1)
+    return PreparedSubset(model_in, mask, present, time.perf_counter() - t0)
+
+
+def _predict_prepared(model, meta: dict, prep: PreparedSubset, device, opts: BenchmarkOptions) -> np.ndarray:
+    """Labels on the case's grid for one prepared subset."""
+    from .infer.sliding import sliding_window_regions
+    from .train.cache import resize
+
     patch = tuple(meta.get("patch_size") or (96, 96, 96))
-    probs = sliding_window_regions(model, model_in, present.tolist(), patch, overlap=opts.overlap, device=device, tta=opts.tta)
-    if probs.shape[1:] != x.shape[1:]:
-        probs = resize(probs, x.shape[1:], order=1)
-    probs *= mask[None]
+    probs = sliding_window_regions(model, prep.model_in, prep.present.tolist(), patch, overlap=opts.overlap, device=device,
+                                   tta=opts.tta)
+    if probs.shape[1:] != prep.mask.shape:
+        probs = resize(probs, prep.mask.shape, order=1)
+    probs *= prep.mask[None]
     labels = regions_to_labels(probs > 0.5)
     if opts.min_et_voxels:
         from .metrics import relabel_small_et
@@ -82,9 +99,42 @@ def _predict_subset(model, meta: dict, image: np.ndarray, available: np.ndarray,
     return labels
 
 
+def _predict_subset(model, meta: dict, image: np.ndarray, available: np.ndarray, subset: Subset, device, opts: BenchmarkOptions):
+    """Labels on the case's grid for one subset (normalised from that subset's modalities only)."""
+    prep = _prepare_subset(image, available, subset, meta["_grid_spacing"], meta.get("spacing"))
+    return _predict_prepared(model, meta, prep, device, opts)
+
+
+@dataclass
+class _Entry:
+    """One model of the sweep, loaded once for the whole run."""
+
+    name: str
+    model: object
+    meta: dict
+    key_prefix: str
+    latencies: dict = field(default_factory=dict)
+    warmed: bool = False
+    peak_gpu_mb: float = 0.0  # this model's weights + the most its inference allocated on top of what was resident
+
+
+def _model_order(records: list[dict], names: list[str]) -> list[dict]:
+    """Records grouped by model in the order the models were given (the sweep runs case by case)."""
+    rank = {n: i for i, n in enumerate(names)}
+    return sorted(records, key=lambda r: rank.get(r["method"], len(rank)))
+
+
+def _param_mb(model) -> float:
+    return sum(t.numel() * t.element_size() for t in list(model.parameters()) + list(model.buffers())) / 2**20
+
+
 def run_benchmark(data_dir: Path | str, weights: Sequence[str | None], report_dir: Path | str,
                   options: BenchmarkOptions | None = None, progress: Callable[[str, int, int], None] | None = None) -> dict:
-    """Sweep and write the report; returns {records, failures, speed, files}."""
+    """Sweep and write the report; returns {records, failures, speed, files}.
+
+    Cases are the outer loop: each case is read once and each subset's preparation (mask, normalisation, resampling to
+    the model grid) is done once and shared by every model with that voxel size.
+    """
     import torch
 
     from .metrics import region_metrics, to_records
@@ -109,65 +159,81 @@ def run_benchmark(data_dir: Path | str, weights: Sequence[str | None], report_di
     records: list[dict] = []
     failures: list[dict] = []
     speed: list[dict] = []
-    model_names: list[str] = []
-    prefixes: list[str] = []
-    total = len(weights) * len(cases) * len(subsets)
-    done = 0
+    entries: list[_Entry] = []
     for spec in weights:
         rw = resolve(spec)
         model, meta = load_model(rw, device=str(device))
-        meta = dict(meta)
         sha = next(iter(rw.files.values()), None) if rw.files else None
-        key_prefix = f"{rw.name}-{(sha or 'nosha')[:12]}"
-        model_names.append(rw.name)
-        prefixes.append(key_prefix)
-        latencies: dict[int, list[float]] = {}
-        warmed = False
-        for case in cases:
-            try:
-                loaded = load_case(case)
-            except MmtumorError as exc:
-                failures.append({"method": rw.name, "case_id": case.case_id, "error": str(exc)})
-                done += len(subsets)
-                continue
-            spacing = voxel_spacing(loaded.affine)
-            meta["_grid_spacing"] = spacing
-            for subset in subsets:
+        entries.append(_Entry(rw.name, model, dict(meta), f"{rw.name}-{(sha or 'nosha')[:12]}"))
+    model_names = [e.name for e in entries]
+    prefixes = [e.key_prefix for e in entries]
+    total = len(entries) * len(cases) * len(subsets)
+    done = 0
+    for case in cases:
+        cfiles = {(e.key_prefix, s.code): cache / f"{e.key_prefix}__{case.case_id}__{s.code}.json" for e in entries for s in subsets}
+        if not opts.speed and all(f.exists() for f in cfiles.values()):  # resumed run: nothing left to do for this case
+            for e in entries:
+                for s in subsets:
+                    records += json.loads(cfiles[(e.key_prefix, s.code)].read_text())
+            done += len(entries) * len(subsets)
+            continue
+        try:
+            loaded = load_case(case)
+        except MmtumorError as exc:
+            failures += [{"method": e.name, "case_id": case.case_id, "error": str(exc)} for e in entries]
+            done += len(entries) * len(subsets)
+            continue
+        spacing = voxel_spacing(loaded.affine)
+        for subset in subsets:
+            usable = (np.array(subset.mask) & loaded.present).any() and not (np.array(subset.mask) & ~loaded.present).any()
+            prepared: dict[str, PreparedSubset] = {}  # per model voxel size
+            for e in entries:
                 done += 1
                 if progress:
-                    progress(f"{rw.name} {case.case_id} {subset.name}", done, total)
-                if not (np.array(subset.mask) & loaded.present).any() or (np.array(subset.mask) & ~loaded.present).any():
+                    progress(f"{e.name} {case.case_id} {subset.name}", done, total)
+                if not usable:
                     continue  # the case lacks a modality of this subset
-                cfile = cache / f"{key_prefix}__{case.case_id}__{subset.code}.json"
+                cfile = cfiles[(e.key_prefix, subset.code)]
                 if cfile.exists() and not opts.speed:
                     records += json.loads(cfile.read_text())
                     continue
                 try:
-                    if opts.speed and not warmed:
-                        _predict_subset(model, meta, loaded.image, loaded.present, subset, device, opts)
-                        warmed = True
+                    target = e.meta.get("spacing")
+                    key = repr(target)
+                    if key not in prepared:
+                        prepared[key] = _prepare_subset(loaded.image, loaded.present, subset, spacing, target)
+                    prep = prepared[key]
+                    if opts.speed and not e.warmed:
+                        _predict_prepared(e.model, e.meta, prep, device, opts)
+                        e.warmed = True
                     if device.type == "cuda":
                         torch.cuda.synchronize()
+                        resident = torch.cuda.memory_allocated()
+                        torch.cuda.reset_peak_memory_stats()
                     t0 = time.perf_counter()
-                    pred = _predict_subset(model, meta, loaded.image, loaded.present, subset, device, opts)
+                    pred = _predict_prepared(e.model, e.meta, prep, device, opts)
                     if device.type == "cuda":
                         torch.cuda.synchronize()
-                    latencies.setdefault(subset.size, []).append(time.perf_counter() - t0)
-                    recs = to_records(rw.name, case.case_id, subset.code, region_metrics(pred, loaded.label, spacing))
+                        used = (torch.cuda.max_memory_allocated() - resident) / 2**20 + _param_mb(e.model)
+                        e.peak_gpu_mb = max(e.peak_gpu_mb, used)
+                    e.latencies.setdefault(subset.size, []).append(prep.seconds + time.perf_counter() - t0)
+                    recs = to_records(e.name, case.case_id, subset.code, region_metrics(pred, loaded.label, spacing))
                 except MmtumorError as exc:
-                    failures.append({"method": rw.name, "case_id": case.case_id, "subset": subset.code, "error": str(exc)})
+                    failures.append({"method": e.name, "case_id": case.case_id, "subset": subset.code, "error": str(exc)})
                     continue
                 tmp = cfile.with_name(f".tmp-{cfile.name}")
                 tmp.write_text(json.dumps(recs))
                 os.replace(tmp, cfile)
                 records += recs
-        if opts.speed:
-            peak_cpu = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-            peak_gpu = torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else None
-            for n, lat in sorted(latencies.items()):
-                speed.append({"method": rw.name, "n_present": n, "latency_s": lat, "peak_cpu_mb": peak_cpu,
+    if opts.speed:
+        peak_cpu = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+        for e in entries:
+            peak_gpu = round(e.peak_gpu_mb, 1) if device.type == "cuda" else None
+            for n, lat in sorted(e.latencies.items()):
+                speed.append({"method": e.name, "n_present": n, "latency_s": lat, "peak_cpu_mb": peak_cpu,
                               "peak_gpu_mb": peak_gpu, "device": str(device)})
-        del model
+    records = _model_order(records, model_names)
+    entries.clear()
     if world > 1:
         records, failures, done_early = _gather_ranks(rank, device, report_dir, cache, prefixes, all_cases, subsets, failures)
         if done_early:
