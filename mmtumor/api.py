@@ -133,9 +133,9 @@ def train(data_dir: Path | str, method: str = "a2fseg", run_dir: Path | str = "r
         options["patch"] = tuple(options["patch"])
     init_from = options.get("init_from")
     if init_from and options.get("target_spacing") is None and not resume:
-        from .weights import resolve
+        from .train.trainer import init_source
 
-        spacing = resolve(init_from).meta.get("spacing")  # fine-tune at the voxel size the weights were trained at
+        spacing = init_source(init_from)[2]  # fine-tune at the voxel size the weights were trained at
         if spacing:
             options["target_spacing"] = float(spacing)
     cfg = resolve_config(method, data_dir, run_dir, config_file, preset=preset, **options)

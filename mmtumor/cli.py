@@ -278,8 +278,8 @@ def train(
     target_spacing: Optional[float] = typer.Option(None, "--target-spacing", help="Train at this isotropic voxel size in mm (e.g. 2 for CPU models)."),
     stop_after: Optional[int] = typer.Option(None, "--stop-after", help="Stop after N epochs in this invocation (continue with --resume)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --output from its last checkpoint."),
-    init_from: Optional[str] = typer.Option(None, "--init-from", help="Fine-tune: start from these weights (bundled NAME, PATH or "
-                                            "hf://...); their architecture and voxel size are used."),
+    init_from: Optional[str] = typer.Option(None, "--init-from", help="Fine-tune: start from these weights (bundled NAME, PATH, "
+                                            "hf://... or a training run folder); their architecture and voxel size are used."),
     config: Optional[Path] = typer.Option(None, "--config", help="JSON file of training options (CLI flags win)."),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="No progress bar."),
 ) -> None:

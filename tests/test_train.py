@@ -197,3 +197,17 @@ def test_cli_fine_tune_from_exported_weights(phantoms, tmp_path):
     r = runner.invoke(app, ["train", str(phantoms), "--method", "unet", "-o", str(tmp_path / "bad2"), "--init-from",
                             str(tmp_path / "nowhere"), *common])
     assert r.exit_code == 1 and "Traceback" not in r.output
+
+    # A training run folder works too (its best.pt, saved model config and voxel size).
+    r = runner.invoke(app, ["train", str(phantoms), "--method", "unet", "-o", str(tmp_path / "ft2"), "--init-from",
+                            str(tmp_path / "base"), "--lr", "1e-12", *common])
+    assert r.exit_code == 0, r.output
+    assert json.loads((tmp_path / "ft2" / "config.json").read_text())["target_spacing"] == 1.0
+    tuned2 = torch.load(tmp_path / "ft2" / "last.pt", weights_only=True)["model"]
+    base_best = torch.load(tmp_path / "base" / "best.pt", weights_only=True)["model"]
+    assert all(torch.allclose(tuned2[k].float(), base_best[k].float(), atol=1e-6) for k in base_best)
+    (tmp_path / "junk").mkdir()
+    (tmp_path / "junk" / "best.pt").write_bytes(b"not a checkpoint")
+    r = runner.invoke(app, ["train", str(phantoms), "--method", "unet", "-o", str(tmp_path / "bad3"), "--init-from",
+                            str(tmp_path / "junk"), *common])
+    assert r.exit_code == 1 and "cannot read checkpoint" in r.output and "Traceback" not in r.output
