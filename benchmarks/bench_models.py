@@ -71,7 +71,7 @@ def main() -> None:
     minutes = (time.perf_counter() - t0) / 60
     lines = ["# Bundled models: accuracy (`benchmarks/bench_models.py`)", "",
              f"- date: {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC; machine: {platform.machine()}, {os.cpu_count()} "
-             f"cores (CPU); total {minutes:.1f} min", f"- command: `python benchmarks/bench_models.py{' --update-cards' if args.update_cards else ''}`",
+             f"cores (CPU); total {minutes:.1f} min (results cached in --work by weights SHA-256 are reused)", f"- command: `python benchmarks/bench_models.py{' --update-cards' if args.update_cards else ''}`",
              f"- held-out phantoms: {args.cases} cases, 240x240x155 at 1 mm, seeds 900000+ (never used for training), "
              "mean over cases; Dice 1 when prediction and truth are both empty (BraTS convention)", ""]
     lines += summary_table(ph["records"], real["records"] if real else None, specs)

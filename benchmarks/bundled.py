@@ -2,6 +2,7 @@
 
     python benchmarks/bundled.py data                 # 40 randomised phantoms at 2 mm (runs/bundled/phantoms-2mm)
     python benchmarks/bundled.py train --jobs 2       # every model, two single-threaded trainings at a time
+    python benchmarks/bundled.py finetune             # the default model's second, longer stage (FINETUNE below)
     python benchmarks/bundled.py export               # weights/<name>.{safetensors,json,md} + manifest
     python benchmarks/bench_models.py --update-cards  # Dice tables into the cards, docs/bench-models.md
     python benchmarks/collect.py                      # docs/benchmarks.md
@@ -9,6 +10,8 @@
 Every model gets the same budget (600 Adam steps of two 48^3 patches at 2 mm, lr 3e-3) so that the
 phantom and real-scan tables compare methods, not budgets. Each method keeps its own paper defaults
 for the missing-modality schedule and losses. ``--only NAME`` restricts to some models.
+The default model then gets a second stage (``finetune``): it continues from its stage-1 run with
+``--init-from`` for FINETUNE's extra steps, so its card states a larger budget than the others'.
 """
 
 from __future__ import annotations
@@ -42,6 +45,11 @@ MODELS: dict[str, tuple[str, list[str], str]] = {
     "master-assistant-cpu": ("master-assistant", [], "master-assistant cross-modal attention (T1c master)"),
 }
 
+# name -> train args of a second stage that continues from the stage-1 run (same data, patches and voxel size)
+FINETUNE: dict[str, list[str]] = {
+    "a2fseg-cpu": ["--epochs", "60", "--lr", "1e-3", "--val-every", "20"],
+}
+
 
 def _mmtumor() -> list[str]:
     return [sys.executable, "-m", "mmtumor"]
@@ -68,6 +76,18 @@ def train(args) -> None:
     failed = [n for n, c in codes.items() if c]
     if failed:
         sys.exit(f"training failed for: {', '.join(failed)} (logs in {args.work})")
+
+
+def finetune(args) -> None:
+    """Stage 2 for the models in FINETUNE: --init-from the stage-1 run, all torch threads (one training at a time)."""
+    for name in [n for n in args.only if n in FINETUNE]:
+        method, extra, _ = MODELS[name]
+        cmd = _mmtumor() + ["train", str(args.data), "--method", method, "-o", str(args.work / f"{name}-ft"),
+                            "--init-from", str(args.work / name), *TRAIN_ARGS, *extra, *FINETUNE[name]]
+        print(" ".join(cmd[2:]), flush=True)
+        with open(args.work / f"{name}-ft.log", "w") as log:
+            if subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT).returncode:
+                sys.exit(f"fine-tuning failed for {name} (log: {args.work / f'{name}-ft.log'})")
 
 
 def _steps_minutes(run: Path) -> tuple[int, float]:
@@ -103,24 +123,36 @@ def export(args) -> None:
         desc = (f"Small {what}: tiny preset, {n_params / 1e3:.0f}k parameters, trained for {steps} Adam steps "
                 f"(30 epochs x 20, batch 2, 48^3 patches at 2 mm, lr 3e-3, the method's own missing-modality schedule) "
                 f"on 40 domain-randomised phantoms. Hardware: the project CPU machine (2-core x86_64, 1 torch thread), "
-                f"{minutes:.0f} min of training epochs; no GPU was lent, so this is the CPU-scale version. Same budget "
-                f"as every other bundled model. Recipe: benchmarks/bundled.py, docs/training.md.")
+                f"{minutes:.0f} min of training epochs; no GPU was lent, so this is the CPU-scale version.")
+        hardware = f"CPU, 2 cores (shared), 1 torch thread, ~{minutes:.0f} min of epochs"
+        ft = args.work / f"{name}-ft"
+        if name in FINETUNE and (ft / "best.pt").is_file():
+            steps2, minutes2 = _steps_minutes(ft)
+            cfg2 = json.loads((ft / "config.json").read_text())
+            desc += (f" Then a second stage of {steps2} more steps (init from the first stage; {cfg2['epochs']} epochs x "
+                     f"{cfg2['iters_per_epoch']}, lr {cfg2['lr']:g}, same data and patches; 2 torch threads, "
+                     f"{minutes2:.0f} min): {steps + steps2} steps in all, a larger budget than the other bundled models.")
+            hardware += f", then 2 torch threads, ~{minutes2:.0f} min"
+            run = ft
+        else:
+            desc += " Same budget as every other bundled model."
+        desc += " Recipe: benchmarks/bundled.py, docs/training.md."
         meta = {"description": desc, "training_data": TRAINING_DATA.format(version=_generator_version(run)),
-                "hardware": f"CPU, 2 cores (shared), 1 torch thread, ~{minutes:.0f} min of epochs"}
+                "hardware": hardware}
         res = export_run(run, args.weights, name, meta=meta, default=(name == "a2fseg-cpu"))
         print(f"exported {name}: {res.weights_path}")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("step", choices=["data", "train", "export"])
+    ap.add_argument("step", choices=["data", "train", "finetune", "export"])
     ap.add_argument("--only", nargs="*", default=list(MODELS), choices=list(MODELS))
     ap.add_argument("--jobs", type=int, default=2, help="trainings at a time (each one torch thread)")
     ap.add_argument("--work", type=Path, default=WORK)
     ap.add_argument("--data", type=Path, default=WORK / "phantoms-2mm")
     ap.add_argument("--weights", type=Path, default=ROOT / "weights")
     args = ap.parse_args()
-    {"data": make_data, "train": train, "export": export}[args.step](args)
+    {"data": make_data, "train": train, "finetune": finetune, "export": export}[args.step](args)
 
 
 if __name__ == "__main__":

@@ -814,7 +814,11 @@ def _update_manifest(out: Path, name: str, meta: dict, files: list[str], card: s
         "modalities": meta.get("modalities"), "source": "bundled" if bundled else "export",
         "card": card, "summary": summary(meta),
     }
-    manifest["models"] = [m for m in manifest["models"] if m["name"] != name] + [entry]
+    names = [m["name"] for m in manifest["models"]]
+    if name in names:  # replaced in place: re-exporting or re-scoring a model keeps the listing order
+        manifest["models"][names.index(name)] = entry
+    else:
+        manifest["models"].append(entry)
     if default or not manifest.get("default"):
         manifest["default"] = name if default or len(manifest["models"]) == 1 else manifest.get("default")
     if manifest.get("default") is None:
