@@ -2,7 +2,7 @@
 
     python benchmarks/bundled.py data                 # 40 randomised phantoms at 2 mm (runs/bundled/phantoms-2mm)
     python benchmarks/bundled.py train --jobs 2       # every model, two single-threaded trainings at a time
-    python benchmarks/bundled.py finetune             # the default model's second, longer stage (FINETUNE below)
+    python benchmarks/bundled.py finetune             # the default model's further stages (FINETUNE below)
     python benchmarks/bundled.py export               # weights/<name>.{safetensors,json,md} + manifest
     python benchmarks/bench_models.py --update-cards  # Dice tables into the cards, docs/bench-models.md
     python benchmarks/collect.py                      # docs/benchmarks.md
@@ -10,7 +10,7 @@
 Every model gets the same budget (600 Adam steps of two 48^3 patches at 2 mm, lr 3e-3) so that the
 phantom and real-scan tables compare methods, not budgets. Each method keeps its own paper defaults
 for the missing-modality schedule and losses. ``--only NAME`` restricts to some models.
-The default model then gets a second stage (``finetune``): it continues from its stage-1 run with
+The default model then gets further stages (``finetune``): each continues from the previous stage's run with
 ``--init-from`` for FINETUNE's extra steps, so its card states a larger budget than the others'.
 """
 
@@ -45,10 +45,17 @@ MODELS: dict[str, tuple[str, list[str], str]] = {
     "master-assistant-cpu": ("master-assistant", [], "master-assistant cross-modal attention (T1c master)"),
 }
 
-# name -> train args of a second stage that continues from the stage-1 run (same data, patches and voxel size)
-FINETUNE: dict[str, list[str]] = {
-    "a2fseg-cpu": ["--epochs", "60", "--lr", "1e-3", "--val-every", "20"],
+# name -> train args of each further stage; stage k (k >= 2) continues from stage k-1's run with --init-from
+# (same data, patches and voxel size; a fresh optimizer and poly schedule each time)
+FINETUNE: dict[str, list[list[str]]] = {
+    "a2fseg-cpu": [["--epochs", "60", "--lr", "1e-3", "--val-every", "20"],
+                   ["--epochs", "50", "--lr", "1e-3", "--val-every", "25"]],
 }
+
+
+def stage_run(work: Path, name: str, k: int) -> Path:
+    """Run folder of stage k (1 = the shared-budget training)."""
+    return work / (name if k == 1 else f"{name}-stage{k}")
 
 
 def _mmtumor() -> list[str]:
@@ -79,15 +86,20 @@ def train(args) -> None:
 
 
 def finetune(args) -> None:
-    """Stage 2 for the models in FINETUNE: --init-from the stage-1 run, all torch threads (one training at a time)."""
+    """Further stages for the models in FINETUNE, in order, all torch threads (one training at a time).
+    A stage whose run already has a best.pt is kept (delete its folder to redo it)."""
     for name in [n for n in args.only if n in FINETUNE]:
         method, extra, _ = MODELS[name]
-        cmd = _mmtumor() + ["train", str(args.data), "--method", method, "-o", str(args.work / f"{name}-ft"),
-                            "--init-from", str(args.work / name), *TRAIN_ARGS, *extra, *FINETUNE[name]]
-        print(" ".join(cmd[2:]), flush=True)
-        with open(args.work / f"{name}-ft.log", "w") as log:
-            if subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT).returncode:
-                sys.exit(f"fine-tuning failed for {name} (log: {args.work / f'{name}-ft.log'})")
+        for k, stage_args in enumerate(FINETUNE[name], start=2):
+            run = stage_run(args.work, name, k)
+            if (run / "best.pt").is_file():
+                continue
+            cmd = _mmtumor() + ["train", str(args.data), "--method", method, "-o", str(run), "--init-from",
+                                str(stage_run(args.work, name, k - 1)), *TRAIN_ARGS, *extra, *stage_args]
+            print(" ".join(cmd[2:]), flush=True)
+            with open(args.work / f"{run.name}.log", "w") as log:
+                if subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT).returncode:
+                    sys.exit(f"stage {k} failed for {name} (log: {args.work / f'{run.name}.log'})")
 
 
 def _steps_minutes(run: Path) -> tuple[int, float]:
@@ -125,17 +137,21 @@ def export(args) -> None:
                 f"on 40 domain-randomised phantoms. Hardware: the project CPU machine (2-core x86_64, 1 torch thread), "
                 f"{minutes:.0f} min of training epochs; no GPU was lent, so this is the CPU-scale version.")
         hardware = f"CPU, 2 cores (shared), 1 torch thread, ~{minutes:.0f} min of epochs"
-        ft = args.work / f"{name}-ft"
-        if name in FINETUNE and (ft / "best.pt").is_file():
-            steps2, minutes2 = _steps_minutes(ft)
-            cfg2 = json.loads((ft / "config.json").read_text())
-            desc += (f" Then a second stage of {steps2} more steps (init from the first stage; {cfg2['epochs']} epochs x "
-                     f"{cfg2['iters_per_epoch']}, lr {cfg2['lr']:g}, same data and patches; 2 torch threads, "
-                     f"{minutes2:.0f} min): {steps + steps2} steps in all, a larger budget than the other bundled models.")
-            hardware += f", then 2 torch threads, ~{minutes2:.0f} min"
-            run = ft
-        else:
-            desc += " Same budget as every other bundled model."
+        total = steps
+        for k in range(2, len(FINETUNE.get(name, [])) + 2):
+            stage = stage_run(args.work, name, k)
+            if not (stage / "best.pt").is_file():
+                break
+            steps_k, minutes_k = _steps_minutes(stage)
+            cfg_k = json.loads((stage / "config.json").read_text())
+            total += steps_k
+            desc += (f" Stage {k}: {steps_k} more steps from stage {k - 1}'s weights ({cfg_k['epochs']} epochs x "
+                     f"{cfg_k['iters_per_epoch']}, lr {cfg_k['lr']:g} with poly decay, same data and patches; 2 torch threads, "
+                     f"{minutes_k:.0f} min).")
+            hardware += f"; stage {k}: 2 torch threads, ~{minutes_k:.0f} min"
+            run = stage
+        desc += (f" {total} steps in all, a larger budget than the other bundled models." if total > steps
+                 else " Same budget as every other bundled model.")
         desc += " Recipe: benchmarks/bundled.py, docs/training.md."
         meta = {"description": desc, "training_data": TRAINING_DATA.format(version=_generator_version(run)),
                 "hardware": hardware}

@@ -20,6 +20,15 @@ REAL = ROOT.parent / "shared" / "data" / "real" / "brats2013-flair-t1c"
 OUT_MD = ROOT / "docs" / "bench-sim2real.md"
 
 
+def add_row(markdown: str, row: str) -> str:
+    """The attempts table with ``row`` after its last row (notes written below the table stay below it)."""
+    lines = markdown.splitlines(keepends=True)
+    last = max((i for i, ln in enumerate(lines) if ln.startswith("|")), default=None)
+    if last is None:
+        return markdown + row
+    return "".join(lines[: last + 1] + [row if row.endswith("\n") else row + "\n"] + lines[last + 1:])
+
+
 def score_real(weights: str, report_dir: Path, subsets: str = "0101") -> dict:
     from mmtumor.api import benchmark
     from mmtumor.benchmark import BenchmarkOptions
@@ -78,8 +87,7 @@ def main() -> None:
         OUT_MD.write_text("# Sim-to-real attempts (`benchmarks/sim2real.py`)\n\nDice on the six real BraTS 2013 cases "
                           "(T1c+FLAIR only), mean over cases. Validation only: never trained on.\n\n"
                           "| date (UTC) | what changed | recipe | WT | TC | ET | minutes | machine |\n|---|---|---|---|---|---|---|---|\n")
-    with open(OUT_MD, "a") as f:
-        f.write(line)
+    OUT_MD.write_text(add_row(OUT_MD.read_text(), line))
     print(json.dumps({"dice": dice, "weights": weights, "minutes": round(minutes, 1)}))
 
 
