@@ -54,7 +54,7 @@ class TrainConfig:
     target_spacing: float | None = None  # resample training data to this isotropic spacing (mm); None = as is
     max_bad_steps: int = 10
     stop_after: int | None = None  # stop this invocation after N epochs (time-boxed jobs); continue with --resume
-    init_from: str | None = None  # fine-tune: start from these weights (bundled name, folder or hf://), their architecture
+    init_from: str | None = None  # fine-tune from these weights (bundled name, folder, hf://, or a run folder / .pt)
 
     def to_json(self) -> dict:
         d = dataclasses.asdict(self)
