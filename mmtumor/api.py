@@ -131,21 +131,16 @@ def train(data_dir: Path | str, method: str = "a2fseg", run_dir: Path | str = "r
         preset = "paper" if on_gpu else "tiny"
     if options.get("patch") is not None:
         options["patch"] = tuple(options["patch"])
-    init_from = options.get("init_from")
-    if init_from and options.get("target_spacing") is None and not resume:
-        from .train.trainer import init_source
-
-        spacing = init_source(init_from)[2]  # fine-tune at the voxel size the weights were trained at
-        if spacing:
-            options["target_spacing"] = float(spacing)
     cfg = resolve_config(method, data_dir, run_dir, config_file, preset=preset, **options)
     from .models.registry import get_spec
 
     get_spec(cfg.method)  # unknown method -> one-line error before any work
     if cfg.init_from and not resume:
-        from .train.trainer import initial_model_from_weights
+        from .train.trainer import load_init
 
-        initial_model_from_weights(cfg.init_from, cfg.method)  # wrong or missing weights -> error before preprocessing
+        _, spacing = load_init(cfg.init_from, cfg.method)  # wrong or missing weights -> error before preprocessing
+        if cfg.target_spacing is None and spacing:
+            cfg.target_spacing = spacing  # fine-tune at the voxel size the weights were trained at
     return _train(cfg, quiet=quiet, resume=resume)
 
 

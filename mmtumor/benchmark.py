@@ -99,12 +99,6 @@ def _predict_prepared(model, meta: dict, prep: PreparedSubset, device, opts: Ben
     return labels
 
 
-def _predict_subset(model, meta: dict, image: np.ndarray, available: np.ndarray, subset: Subset, device, opts: BenchmarkOptions):
-    """Labels on the case's grid for one subset (normalised from that subset's modalities only)."""
-    prep = _prepare_subset(image, available, subset, meta["_grid_spacing"], meta.get("spacing"))
-    return _predict_prepared(model, meta, prep, device, opts)
-
-
 @dataclass
 class _Entry:
     """One model of the sweep, loaded once for the whole run."""

@@ -84,7 +84,7 @@ def build_training_model(cfg: TrainConfig):
     from ..models.registry import build_model
 
     if cfg.init_from:
-        model = initial_model_from_weights(cfg.init_from, cfg.method)
+        model = load_init(cfg.init_from, cfg.method)[0]
     else:
         model = build_model(cfg.method, preset=cfg.preset, **cfg.model_overrides)
     if cfg.align:
@@ -104,58 +104,41 @@ def _is_run(spec: str) -> bool:
     return (path.is_file() and path.suffix == ".pt") or (path.is_dir() and any(path.glob("*.pt")))
 
 
-def _read_run_checkpoint(spec: str) -> tuple[Path, dict]:
-    from ..weights import _find_checkpoint
-    from .checkpoint import load_checkpoint
+def load_init(spec: str, method: str) -> tuple[torch.nn.Module, float | None]:
+    """The network ``--init-from`` names, for fine-tuning, and the voxel size (mm) it was trained at, or None.
 
-    path = _find_checkpoint(Path(spec).expanduser())
-    try:
-        ck = load_checkpoint(path)
-    except Exception as exc:  # a truncated or foreign file: one clear line, not a traceback
-        raise InputError(f"cannot read checkpoint {path}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
-    if not isinstance(ck, dict) or not isinstance(ck.get("model"), dict):
-        raise InputError(f"{path} is not an mmtumor training checkpoint (no 'model' state)")
-    return path, ck
+    ``spec`` is exported weights (bundled NAME, folder, .safetensors, hf://; architecture from their JSON config) or a
+    training run folder / ``.pt`` checkpoint (its saved model config). The weights must be of the method being trained:
+    a fusion network's state cannot seed another method.
+    """
+    from ..models.registry import build_model, config_from_dict
+    from ..weights import _find_checkpoint, _load_state, _model_config, load_model, resolve
 
-
-def init_source(spec: str) -> tuple[str, dict, float | None]:
-    """(method, model config, voxel size in mm or None) of what ``--init-from`` names, checked before any work."""
     if _is_run(spec):
-        from ..weights import _model_config
-
-        _, ck = _read_run_checkpoint(spec)
-        method, config = _model_config(ck)
+        path = _find_checkpoint(Path(spec).expanduser())
+        try:
+            ck = load_checkpoint(path)
+        except Exception as exc:  # a truncated or foreign file: one clear line, not a traceback
+            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise InputError(f"cannot read checkpoint {path}: {first}") from None
+        if not isinstance(ck, dict) or not isinstance(ck.get("model"), dict):
+            raise InputError(f"{path} is not an mmtumor training checkpoint (no 'model' state)")
+        src_method, config = _model_config(ck)
         train_cfg = ck.get("train_config")
         train_cfg = json.loads(train_cfg) if isinstance(train_cfg, str) else (train_cfg or {})
-        return method, config, train_cfg.get("target_spacing")
-    from ..weights import resolve
-
-    rw = resolve(spec)
-    return rw.method, dict(rw.meta.get("config") or {}), rw.meta.get("spacing")
-
-
-def initial_model_from_weights(spec: str, method: str) -> torch.nn.Module:
-    """The network ``spec`` names, for fine-tuning: exported weights (bundled NAME, folder, .safetensors, hf://; the
-    architecture from their JSON config) or a training run folder / ``.pt`` checkpoint (its saved model config).
-
-    The weights must be of the method being trained: a fusion network's state cannot seed another method.
-    """
-    src_method = init_source(spec)[0]
+        spacing = train_cfg.get("target_spacing")
+    else:
+        rw = resolve(spec)
+        src_method, spacing = rw.method, rw.meta.get("spacing")
     if src_method != method:
         raise InputError(f"--init-from {spec}: these are '{src_method}' weights, but the method is '{method}' "
                          f"(pass --method {src_method})")
     if _is_run(spec):
-        from ..models.registry import build_model, config_from_dict
-        from ..weights import _load_state, _model_config
-
-        path, ck = _read_run_checkpoint(spec)
-        model = build_model(method, config=config_from_dict(method, _model_config(ck)[1]))
+        model = build_model(method, config=config_from_dict(method, config))
         _load_state(model, ck["model"], str(path))
-        return model.train()
-    from ..weights import load_model
-
-    model, _ = load_model(spec, device="cpu")
-    return model.train()
+    else:
+        model, _ = load_model(rw, device="cpu")
+    return model.train(), (float(spacing) if spacing else None)
 
 
 def core_model(model: torch.nn.Module) -> torch.nn.Module:
