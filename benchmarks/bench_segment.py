@@ -46,7 +46,8 @@ def main() -> None:
         raise SystemExit(f"case not found: {args.case}")
     base = [str(args.case), "--device", "cpu"] + (["--weights", args.weights] if args.weights else [])
     rows = []
-    for label, extra in (("default", []), ("--fast", ["--fast"]), ("--fast --no-preview", ["--fast", "--no-preview"])):
+    for label, extra in (("default", []), ("--tta", ["--tta"]), ("--fast", ["--fast"]),
+                         ("--fast --no-preview", ["--fast", "--no-preview"])):
         wall, peak, rep = run(base + extra)
         t = rep["timings_s"]
         rows.append(f"| `{label}` | {wall:.1f} | {t.get('preprocess', 0):.1f} | {t.get('inference', 0):.1f} | {peak:.0f} |")

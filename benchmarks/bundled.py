@@ -49,7 +49,10 @@ MODELS: dict[str, tuple[str, list[str], str]] = {
 # (same data, patches and voxel size; a fresh optimizer and poly schedule each time)
 FINETUNE: dict[str, list[list[str]]] = {
     "a2fseg-cpu": [["--epochs", "60", "--lr", "1e-3", "--val-every", "20"],
-                   ["--epochs", "50", "--lr", "1e-3", "--val-every", "25"]],
+                   ["--epochs", "50", "--lr", "1e-3", "--val-every", "25"],
+                   ["--epochs", "50", "--lr", "7e-4", "--val-every", "25"],
+                   ["--epochs", "50", "--lr", "5e-4", "--val-every", "25"],
+                   ["--epochs", "50", "--lr", "5e-4", "--val-every", "25"]],
 }
 
 

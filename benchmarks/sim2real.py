@@ -4,6 +4,7 @@ trained on). Appends one attempt (what changed, the figures, command, machine, d
 
     python benchmarks/sim2real.py --method a2fseg --note "peak normalisation" [--phantoms DIR | --cases 40]
     python benchmarks/sim2real.py --weights weights/a2fseg-cpu.safetensors --note "bundled default"   # score only
+    python benchmarks/sim2real.py --weights weights/a2fseg-cpu.safetensors --tta --note "..."          # with mirroring TTA
 """
 
 from __future__ import annotations
@@ -29,11 +30,11 @@ def add_row(markdown: str, row: str) -> str:
     return "".join(lines[: last + 1] + [row if row.endswith("\n") else row + "\n"] + lines[last + 1:])
 
 
-def score_real(weights: str, report_dir: Path, subsets: str = "0101") -> dict:
+def score_real(weights: str, report_dir: Path, subsets: str = "0101", tta: bool = False) -> dict:
     from mmtumor.api import benchmark
     from mmtumor.benchmark import BenchmarkOptions
 
-    res = benchmark(REAL, [weights], output=report_dir, options=BenchmarkOptions(split="all", subsets=subsets, overlap=0.5))
+    res = benchmark(REAL, [weights], output=report_dir, options=BenchmarkOptions(split="all", subsets=subsets, overlap=0.5, tta=tta))
     agg = {}
     for r in res["records"]:
         agg.setdefault(r["region"], []).append(r["dice"])
@@ -55,6 +56,7 @@ def main() -> None:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--work", type=Path, default=ROOT / "runs" / "sim2real")
     ap.add_argument("--note", default="")
+    ap.add_argument("--tta", action="store_true", help="score with mirroring test-time augmentation (8 mirrorings)")
     args = ap.parse_args()
     if not REAL.exists():
         raise SystemExit(f"real validation cases not found at {REAL}")
@@ -78,7 +80,8 @@ def main() -> None:
         weights = str(export_run(run, work / "weights", f"sim2real-{args.method}").weights_path)
         recipe = (f"{args.method} tiny, {args.epochs}x{args.iters} iters, patch {tuple(args.patch)}, {args.spacing} mm, "
                   f"lr {args.lr}, {args.cases} randomized phantoms {tuple(args.shape)}")
-    dice = score_real(weights, work / "real-report")
+    dice = score_real(weights, work / "real-report", tta=args.tta)
+    recipe += "; scored with mirroring TTA" if args.tta else ""
     minutes = (time.perf_counter() - t0) / 60
     line = (f"| {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} | {args.note or '-'} | {recipe} | "
             f"{dice.get('WT', float('nan')):.3f} | {dice.get('TC', float('nan')):.3f} | {dice.get('ET', float('nan')):.3f} | "

@@ -112,6 +112,15 @@ class _Entry:
     peak_gpu_mb: float = 0.0  # this model's weights + the most its inference allocated on top of what was resident
 
 
+def inference_tag(opts: BenchmarkOptions) -> str:
+    """Cache-key suffix for the options that change predictions (TTA, window overlap, ET post-processing): a resumed
+    run with other options must not reuse results predicted with these. Empty for the defaults, so existing caches of
+    default runs stay valid."""
+    parts = (["tta"] if opts.tta else []) + ([f"ov{opts.overlap:g}"] if opts.overlap != 0.5 else [])
+    parts += [f"et{opts.min_et_voxels}"] if opts.min_et_voxels else []
+    return "-" + "-".join(parts) if parts else ""
+
+
 def _model_order(records: list[dict], names: list[str]) -> list[dict]:
     """Records grouped by model in the order the models were given (the sweep runs case by case)."""
     rank = {n: i for i, n in enumerate(names)}
@@ -158,7 +167,7 @@ def run_benchmark(data_dir: Path | str, weights: Sequence[str | None], report_di
         rw = resolve(spec)
         model, meta = load_model(rw, device=str(device))
         sha = next(iter(rw.files.values()), None) if rw.files else None
-        entries.append(_Entry(rw.name, model, dict(meta), f"{rw.name}-{(sha or 'nosha')[:12]}"))
+        entries.append(_Entry(rw.name, model, dict(meta), f"{rw.name}-{(sha or 'nosha')[:12]}{inference_tag(opts)}"))
     model_names = [e.name for e in entries]
     prefixes = [e.key_prefix for e in entries]
     total = len(entries) * len(cases) * len(subsets)

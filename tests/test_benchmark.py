@@ -60,6 +60,14 @@ def test_report_files_cache_and_failures(setup, tmp_path):
     r = runner.invoke(app, args[:-1])  # without --speed, which always re-measures
     assert r.exit_code == 0, r.output
     assert {p: p.stat().st_mtime_ns for p in (out / "cache").iterdir()} == stamps
+    # options that change predictions get their own cache entries: a --tta run never reuses plain results
+    r = runner.invoke(app, ["benchmark", str(data), "--weights", str(weights["unet"]), "--split", "all", "--subsets", "0101",
+                            "--device", "cpu", "-o", str(out), "-q", "--tta", "--min-et-voxels", "3"])
+    assert r.exit_code == 0, r.output
+    tagged = sorted(p.name for p in (out / "cache").iterdir() if p not in stamps)
+    assert len(tagged) == 3 and all("-tta-et3__" in n and n.endswith("__0101.json") for n in tagged), tagged
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
+    assert json.loads((out / "report.json").read_text())["meta"]["tta"] is True
 
 
 def test_failing_case_is_recorded_not_fatal(setup, tmp_path):
@@ -177,3 +185,13 @@ def test_preparation_is_shared_by_models_and_matches_per_model_prediction(setup,
     got = [r for r in res["records"] if r["method"] == "tiny-hemis" and r["case_id"] == case.case_id and r["subset_code"] == "0100"]
     assert [(r["region"], r["dice"]) for r in got] == [(r["region"], r["dice"]) for r in expect]
     assert np.isfinite([r["hd95"] for r in got]).all()
+
+
+def test_inference_tag_separates_prediction_options_and_keeps_default_keys():
+    from mmtumor.benchmark import BenchmarkOptions, inference_tag
+
+    assert inference_tag(BenchmarkOptions()) == ""  # caches of default runs keep their names
+    assert inference_tag(BenchmarkOptions(speed=True, split="all", subsets="0101")) == ""  # no effect on predictions
+    tags = {inference_tag(BenchmarkOptions(tta=True)), inference_tag(BenchmarkOptions(overlap=0.25)),
+            inference_tag(BenchmarkOptions(min_et_voxels=10)), inference_tag(BenchmarkOptions(tta=True, overlap=0.25))}
+    assert len(tags) == 4 and "" not in tags
