@@ -22,11 +22,14 @@ OUT_MD = ROOT / "docs" / "bench-sim2real.md"
 
 
 def add_row(markdown: str, row: str) -> str:
-    """The attempts table with ``row`` after its last row (notes written below the table stay below it)."""
+    """The attempts table (the first table) with ``row`` after its last row; notes and tables below it stay below."""
     lines = markdown.splitlines(keepends=True)
-    last = max((i for i, ln in enumerate(lines) if ln.startswith("|")), default=None)
-    if last is None:
+    first = next((i for i, ln in enumerate(lines) if ln.startswith("|")), None)
+    if first is None:
         return markdown + row
+    last = first
+    while last + 1 < len(lines) and lines[last + 1].startswith("|"):
+        last += 1
     return "".join(lines[: last + 1] + [row if row.endswith("\n") else row + "\n"] + lines[last + 1:])
 
 

@@ -77,6 +77,7 @@ def test_nifti_folder_outputs_in_native_space(phantom_dir, tiny_weights, tmp_pat
     report = json.loads((out / "report.json").read_text())
     assert report["modality_subset"]["code"] == "1111" and report["preprocessing"]["reference"] == "T1c"
     assert report["weights"]["name"] == "tinyunet" and report["weights"]["sha256"]
+    assert report["options"]["tta"] is True  # mirroring TTA is on by default
     assert (out / "preview.png").stat().st_size > 1000 and (out / "volumes.csv").exists()
     prob = nib.load(str(out / "probabilities.nii.gz"))
     assert prob.shape == (*ref.shape, 3)
@@ -97,6 +98,7 @@ def test_every_subset_size_with_explicit_paths(phantom_dir, tiny_weights, tmp_pa
     assert report["modality_subset"]["code"].count("1") == len(mods)
     ref_mod = "T1c" if "t1ce" in mods else "FLAIR"
     assert report["preprocessing"]["reference"] == ref_mod
+    assert report["options"]["tta"] is False  # --fast drops TTA, and the report says so
 
 
 def test_dicom_input_and_dicom_seg(tmp_path, tiny_weights):

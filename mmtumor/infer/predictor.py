@@ -27,7 +27,7 @@ from .inputs import PatientInput
 @dataclass
 class SegmentOptions:
     device: str = "auto"
-    tta: bool = False
+    tta: bool = True  # 8 mirrorings: +0.01-0.03 Dice on the real validation scans for ~5x the inference time
     fast: bool = False
     overlap: float = 0.5
     sw_batch: int = 2
@@ -183,7 +183,7 @@ class Predictor:
             "expected_dice": expected_dice(self.meta, subset),
             "expected_dice_note": "from the model card: mean Dice on held-out phantoms for this modality subset; real scans may differ",
             "device": str(self.device),
-            "options": dict(opts.__dict__),
+            "options": dict(opts.__dict__, tta=opts.tta and not opts.fast),  # what was applied (--fast drops TTA)
             "label_scheme": opts.label_scheme,
             "labels": ({"1": "NCR/NET", "2": "ED", "4": "ET"} if opts.label_scheme == "brats2021" else {"1": "NETC", "2": "SNFH", "3": "ET"}),
             "volumes_ml": volumes,
