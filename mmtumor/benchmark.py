@@ -116,7 +116,7 @@ def inference_tag(opts: BenchmarkOptions) -> str:
     """Cache-key suffix for the options that change predictions (TTA, window overlap, ET post-processing): a resumed
     run with other options must not reuse results predicted with these. Empty for the defaults, so existing caches of
     default runs stay valid."""
-    parts = (["tta"] if opts.tta else []) + ([f"ov{opts.overlap:g}"] if opts.overlap != 0.5 else [])
+    parts = (["tta"] if opts.tta else []) + ([f"ov{opts.overlap:g}"] if opts.overlap != BenchmarkOptions.overlap else [])
     parts += [f"et{opts.min_et_voxels}"] if opts.min_et_voxels else []
     return "-" + "-".join(parts) if parts else ""
 

@@ -139,7 +139,7 @@ def segment(
     flair: Optional[Path] = typer.Option(None, "--flair", help="FLAIR NIfTI (overrides detection)."),
     weights: Optional[str] = typer.Option(None, "--weights", help="NAME, PATH or hf://owner/repo[@revision] (default: bundled)."),
     device: str = typer.Option("auto", "-d", "--device", help="auto, cpu, cuda, cuda:N or mps."),
-    tta: bool = typer.Option(True, "--tta/--no-tta", help="Average the 8 mirrorings (on by default: higher Dice on real scans, ~1 min per case on a 2-core CPU); --no-tta is ~5x faster."),
+    tta: bool = typer.Option(True, "--tta/--no-tta", help="Average the 8 mirrorings (on by default: higher Dice on real scans, ~80 s per case on a 2-core CPU); --no-tta is ~5x faster."),
     fast: bool = typer.Option(False, "--fast", help="Less window overlap, no TTA (quick look)."),
     overlap: float = typer.Option(0.5, help="Sliding-window overlap (0-0.9)."),
     sw_batch: int = typer.Option(2, "--sw-batch", help="Windows per forward pass."),

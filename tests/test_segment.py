@@ -98,7 +98,7 @@ def test_every_subset_size_with_explicit_paths(phantom_dir, tiny_weights, tmp_pa
     assert report["modality_subset"]["code"].count("1") == len(mods)
     ref_mod = "T1c" if "t1ce" in mods else "FLAIR"
     assert report["preprocessing"]["reference"] == ref_mod
-    assert report["options"]["tta"] is False  # --fast drops TTA, and the report says so
+    assert report["options"]["tta"] is False and report["options"]["overlap"] == 0.25  # --fast, as applied
 
 
 def test_dicom_input_and_dicom_seg(tmp_path, tiny_weights):

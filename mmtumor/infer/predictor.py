@@ -12,7 +12,7 @@ import json
 import os
 import platform
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +40,10 @@ class SegmentOptions:
     n4: bool = False
     min_et_voxels: int = 0  # ET smaller than this (in total) becomes NCR; 0 = off
     amp: bool = True
+
+    def applied(self) -> SegmentOptions:
+        """The options as inference uses them: ``fast`` means 25 % overlap and no TTA (the report shows these)."""
+        return replace(self, overlap=0.25, tta=False) if self.fast else self
 
 
 def _atomic_text(path: Path, text: str) -> None:
@@ -87,7 +91,7 @@ class Predictor:
         from ..weights import expected_dice
         from .sliding import sliding_window_regions
 
-        opts = self.options
+        opts = self.options.applied()
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         timings: dict[str, float] = {}
@@ -108,7 +112,6 @@ class Predictor:
             image[i] = normalize_intensity(pre.data[i], pre.brain_mask)
         step("normalise")
         t = time.perf_counter()
-        overlap = 0.25 if opts.fast else opts.overlap
         model_input = image
         if self.spacing and not np.allclose(pre.spacing, self.spacing, rtol=0.02):
             # the model works at its own voxel size (e.g. 2 mm CPU models): resample in, predict, resample back
@@ -117,8 +120,8 @@ class Predictor:
             model_input = resample_to_spacing(image, pre.spacing, self.spacing, order=1)
             pre.steps.append(f"model grid: {self.spacing:g} mm ({'x'.join(map(str, model_input.shape[1:]))}), "
                              f"probabilities resampled back to the {'x'.join(map(str, image.shape[1:]))} working grid")
-        probs = sliding_window_regions(self.model, model_input, pre.present.tolist(), self.patch, overlap=overlap,
-                                       sw_batch=opts.sw_batch, device=self.device, amp=opts.amp, tta=opts.tta and not opts.fast)
+        probs = sliding_window_regions(self.model, model_input, pre.present.tolist(), self.patch, overlap=opts.overlap,
+                                       sw_batch=opts.sw_batch, device=self.device, amp=opts.amp, tta=opts.tta)
         if probs.shape[1:] != image.shape[1:]:
             from ..train.cache import resize
 
@@ -183,7 +186,7 @@ class Predictor:
             "expected_dice": expected_dice(self.meta, subset),
             "expected_dice_note": "from the model card: mean Dice on held-out phantoms for this modality subset; real scans may differ",
             "device": str(self.device),
-            "options": dict(opts.__dict__, tta=opts.tta and not opts.fast),  # what was applied (--fast drops TTA)
+            "options": dict(opts.__dict__),  # as applied (--fast: overlap 0.25, no TTA)
             "label_scheme": opts.label_scheme,
             "labels": ({"1": "NCR/NET", "2": "ED", "4": "ET"} if opts.label_scheme == "brats2021" else {"1": "NETC", "2": "SNFH", "3": "ET"}),
             "volumes_ml": volumes,
