@@ -60,8 +60,8 @@ def main() -> None:
             f"input: {len(rep['input']['images'])} modalities, BraTS-preprocessed = {rep['preprocessing']['brats_preprocessed']})\n"
             "- wall = whole CLI process (Python start, model load, preprocessing, inference, writing); peak RSS of that process\n\n"
             "| options | wall s | preprocess s | inference s | peak RSS MB |\n|---|---|---|---|---|\n" + "\n".join(rows) +
-            "\n\nTargets: default <= 180 s, `--fast` <= 60 s, peak RAM <= 8 GB. GPU figures: not measured (no GPU was lent to "
-            "this task).\n")
+            "\n\nTargets: default <= 180 s, `--fast` <= 60 s, peak RAM <= 8 GB. GPU figures: not measured (the one GPU lease, "
+            "30 minutes on 2026-11-23, went to training the bundled weights).\n")
     OUT_MD.write_text(text)
     print(f"wrote {OUT_MD}")
 

@@ -57,8 +57,9 @@ def main() -> None:
     print(row)
     header = ("# Training step time (`benchmarks/bench_train.py`)\n\n"
               f"Machine: {platform.machine()}, {os.cpu_count()} cores. Seconds per optimiser step of the real trainer "
-              "(augmentation on the device, one DataLoader worker), second epoch. GPU: not measured in this task (no GPU "
-              "was lent); the H100 target of issue 6 needs a lent device.\n\n"
+              "(augmentation on the device, one DataLoader worker), second epoch. GPU: this script has not been run on one; "
+              "the GPU stages of the bundled weights (one H100, 2026-11-23) logged 2-5 steps/s per training for the tiny "
+              "models at batch 8 (docs/training.md), far below the GPU's capacity.\n\n"
               "| method | preset | patch | batch | device | s/step | waiting for data | peak RSS MB | when | command |\n"
               "|---|---|---|---|---|---|---|---|---|---|\n")
     body = OUT_MD.read_text() if OUT_MD.exists() else header

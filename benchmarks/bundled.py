@@ -3,6 +3,8 @@
     python benchmarks/bundled.py data                 # 40 randomised phantoms at 2 mm (runs/bundled/phantoms-2mm)
     python benchmarks/bundled.py train --jobs 2       # every model, two single-threaded trainings at a time
     python benchmarks/bundled.py finetune             # the default model's further stages (FINETUNE below)
+    (on a GPU machine) GPU_STAGES below, each: bash benchmarks/gpu_train.sh $OUT MINUTES CASES JOB; its runs.tar.gz
+                      unpacked and each run folder moved to runs/bundled/<name>-gpu<j>
     python benchmarks/bundled.py export               # weights/<name>.{safetensors,json,md} + manifest
     python benchmarks/bench_models.py --update-cards  # Dice tables into the cards, docs/bench-models.md
     python benchmarks/collect.py                      # docs/benchmarks.md
@@ -54,6 +56,36 @@ FINETUNE: dict[str, list[list[str]]] = {
                    ["--epochs", "50", "--lr", "5e-4", "--val-every", "25"],
                    ["--epochs", "50", "--lr", "5e-4", "--val-every", "25"]],
 }
+
+
+# name -> GPU stages, run by benchmarks/gpu_train.sh on a lent GPU (device tool), each continuing from the previous
+# stage's weights. Their run folders come back in runs.tar.gz and are kept as WORK/<name>-gpu<j> for export.
+# (minutes of the --time-limit, phantoms generated there with seed 3000, the job, trainings sharing the GPU, shell env)
+GPU_STAGES: dict[str, list[dict]] = {
+    "a2fseg-cpu": [
+        {"minutes": 6.2, "cases": 360, "job": "a2fseg-p64:a2fseg:a2fseg-cpu:64:8:1e-3", "sharing": 9, "env": ""},
+        {"minutes": 7.0, "cases": 600, "job": "a2fseg-p64b:a2fseg:.gpu/p64.pt:64:8:1e-3", "sharing": 3, "env": ""},
+        {"minutes": 7.5, "cases": 600, "job": "a2fseg-p64c:a2fseg:.gpu/p64b.pt:64:8:7e-4", "sharing": 2,
+         "env": "WORKERS=3 OMP_NUM_THREADS=4 "},
+    ],
+}
+# the other seven models: one GPU stage, all nine jobs of that call sharing the GPU for the same 6.2 minutes
+for _name, (_method, _extra, _) in MODELS.items():
+    if _name != "a2fseg-cpu":
+        _job = f"{_name}:{_method}:{_name}:48:8:1e-3" + (":" + ",".join(_extra) if _extra else "")
+        GPU_STAGES[_name] = [{"minutes": 6.2, "cases": 360, "job": _job, "sharing": 9, "env": ""}]
+GPU_NAME = "NVIDIA H100 80GB HBM3 (torch 2.11.0+cu130, bf16 autocast)"
+GPU_DATA = "{cases} phantoms from mmtumor synth --randomize --shape 120 120 78 --seed 3000"
+
+
+def gpu_stage_run(work: Path, name: str, j: int) -> Path:
+    """Run folder of GPU stage j (1-based), as brought back from the GPU machine."""
+    return work / f"{name}-gpu{j}"
+
+
+def gpu_command(stage: dict) -> str:
+    """The exact command that ran a GPU stage (on the GPU machine, in the repository root)."""
+    return f"{stage['env']}bash benchmarks/gpu_train.sh $OUT {stage['minutes']} {stage['cases']} {stage['job']}"
 
 
 def stage_run(work: Path, name: str, k: int) -> Path:
@@ -133,12 +165,13 @@ def export(args) -> None:
         if not (run / "best.pt").is_file():
             print(f"skip {name}: no trained run in {run}")
             continue
+        version = _generator_version(run)
         n_params = sum(p.numel() for p in build_model(method, "tiny").parameters())
         steps, minutes = _steps_minutes(run)
         desc = (f"Small {what}: tiny preset, {n_params / 1e3:.0f}k parameters, trained for {steps} Adam steps "
                 f"(30 epochs x 20, batch 2, 48^3 patches at 2 mm, lr 3e-3, the method's own missing-modality schedule) "
                 f"on 40 domain-randomised phantoms. Hardware: the project CPU machine (2-core x86_64, 1 torch thread), "
-                f"{minutes:.0f} min of training epochs; no GPU was lent, so this is the CPU-scale version.")
+                f"{minutes:.0f} min of training epochs.")
         hardware = f"CPU, 2 cores (shared), 1 torch thread, ~{minutes:.0f} min of epochs"
         total = steps
         for k in range(2, len(FINETUNE.get(name, [])) + 2):
@@ -153,11 +186,30 @@ def export(args) -> None:
                      f"{minutes_k:.0f} min).")
             hardware += f"; stage {k}: 2 torch threads, ~{minutes_k:.0f} min"
             run = stage
+        gpu_cases = 0
+        for j, stage_cfg in enumerate(GPU_STAGES.get(name, []), start=1):
+            stage = gpu_stage_run(args.work, name, j)
+            if not (stage / "best.pt").is_file():
+                break
+            steps_j, minutes_j = _steps_minutes(stage)
+            cfg_j = json.loads((stage / "config.json").read_text())
+            total += steps_j
+            gpu_cases = max(gpu_cases, stage_cfg["cases"])
+            desc += (f" GPU stage {j}: {steps_j} more steps from the previous weights on an {GPU_NAME}, "
+                     f"{minutes_j:.1f} min (--time-limit {stage_cfg['minutes']:g}; {stage_cfg['sharing']} trainings sharing the GPU), "
+                     f"batch {cfg_j['batch']}, {cfg_j['patch'][0]}^3 patches at 2 mm, lr {cfg_j['lr']:g} with poly decay, "
+                     f"on {GPU_DATA.format(cases=stage_cfg['cases'])} (command: {gpu_command(stage_cfg)}).")
+            hardware += f"; GPU stage {j}: 1 x H100, {minutes_j:.1f} min"
+            run = stage
         desc += (f" {total} steps in all, a larger budget than the other bundled models." if total > steps
                  else " Same budget as every other bundled model.")
+        desc += (" The GPU stages were short (minutes of a 30-minute device lease), not a full GPU-scale training."
+                 if gpu_cases else " No GPU was used for this model, so this is the CPU-scale version.")
         desc += " Recipe: benchmarks/bundled.py, docs/training.md."
-        meta = {"description": desc, "training_data": TRAINING_DATA.format(version=_generator_version(run)),
-                "hardware": hardware}
+        data_text = TRAINING_DATA.format(version=version)
+        if gpu_cases:
+            data_text = data_text.replace("; no real data", f"; then {GPU_DATA.format(cases=gpu_cases)} (GPU stages); no real data")
+        meta = {"description": desc, "training_data": data_text, "hardware": hardware}
         res = export_run(run, args.weights, name, meta=meta, default=(name == "a2fseg-cpu"))
         print(f"exported {name}: {res.weights_path}")
 

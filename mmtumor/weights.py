@@ -755,7 +755,7 @@ def export_run(run_dir: Path | str, out_dir: Path | str, name: str | None = None
 
 
 _RECIPE_KEYS = ("preset", "epochs", "iters_per_epoch", "patch", "batch", "lr", "optimizer", "amp", "align",
-                "dropout_schedule", "augment", "seed", "data_dir", "target_spacing")
+                "dropout_schedule", "augment", "seed", "data_dir", "target_spacing", "time_limit")
 
 
 def _json_field(value):

@@ -14,7 +14,7 @@ from mmtumor.cli import app
 from mmtumor.errors import InputError
 from mmtumor.train.config import resolve_config
 from mmtumor.train.schedules import draw_present
-from mmtumor.train.trainer import Trainer, poly_lr
+from mmtumor.train.trainer import Trainer, last_epoch_within, poly_lr
 
 SHAPE = (48, 48, 32)
 
@@ -101,6 +101,29 @@ def test_resume_gives_identical_next_step(phantoms, tmp_path):
     a = torch.load(tmp_path / "a" / "last.pt", weights_only=True)["model"]
     b = torch.load(tmp_path / "b" / "last.pt", weights_only=True)["model"]
     assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+
+
+def test_last_epoch_within_budget():
+    # 10 s per epoch so far (2 epochs in 20 s), 60 s budget: 4 more fit
+    assert last_epoch_within(60, 20, 1, 2, 100) == 6
+    assert last_epoch_within(60, 20, 1, 2, 4) == 4  # never past the planned end
+    assert last_epoch_within(60, 70, 1, 2, 100) == 2  # over budget: stop after the epoch just done
+    assert last_epoch_within(60, 20, 5, 6, 100) == 10  # a resumed run times only this invocation's epochs
+
+
+def test_time_limit_must_be_positive(phantoms, tmp_path):
+    with pytest.raises(InputError, match="time-limit"):
+        _cfg(phantoms, tmp_path / "t", time_limit=0)
+
+
+def test_time_limit_stops_early_and_validates_the_last_epoch(phantoms, tmp_path):
+    """A budget far below one epoch: exactly one epoch runs, at the full rate, and it is validated and kept as best."""
+    torch.set_num_threads(1)
+    res = Trainer(_cfg(phantoms, tmp_path / "t", epochs=50, val_every=0, time_limit=1e-4), quiet=True).fit()
+    assert [r["epoch"] for r in res["history"]] == [1]
+    assert res["history"][0]["lr"] == pytest.approx(_cfg(phantoms, tmp_path / "t").lr)
+    assert "val" in res["history"][0]
+    assert torch.load(tmp_path / "t" / "best.pt", weights_only=True)["epoch"] == 1
 
 
 def _ddp_worker(rank: int, world: int, port: int, data: str, run: str, out: str) -> None:

@@ -54,6 +54,7 @@ class TrainConfig:
     target_spacing: float | None = None  # resample training data to this isotropic spacing (mm); None = as is
     max_bad_steps: int = 10
     stop_after: int | None = None  # stop this invocation after N epochs (time-boxed jobs); continue with --resume
+    time_limit: float | None = None  # minutes: stop when the next epoch would not fit; the poly schedule ends there
     init_from: str | None = None  # fine-tune from these weights (bundled name, folder, hf://, or a run folder / .pt)
 
     def to_json(self) -> dict:
@@ -83,6 +84,8 @@ def resolve_config(method: str, data_dir: str | Path, run_dir: str | Path, confi
         raise InputError(f"unknown optimizer '{cfg.optimizer}' (adam or sgd)")
     if cfg.epochs < 1 or cfg.iters_per_epoch < 1 or cfg.batch < 1:
         raise InputError("epochs, iters-per-epoch and batch must be >= 1")
+    if cfg.time_limit is not None and not cfg.time_limit > 0:
+        raise InputError(f"--time-limit must be a positive number of minutes, not {cfg.time_limit}")
     if any(p < 8 for p in cfg.patch):
         raise InputError(f"patch {cfg.patch} is too small (each side >= 8)")
     return cfg

@@ -75,6 +75,16 @@ def poly_lr(lr0: float, epoch: int, max_epochs: int, power: float) -> float:
     return lr0 * (1 - epoch / max_epochs) ** power
 
 
+def last_epoch_within(limit_s: float, elapsed_s: float, first_epoch: int, done_epoch: int, planned_last: int) -> int:
+    """Last epoch that fits a wall-clock budget, from the mean time of the epochs run so far in this invocation.
+
+    Always at least ``done_epoch`` (an epoch is never cut short) and at most ``planned_last``.
+    """
+    per_epoch = elapsed_s / max(done_epoch - first_epoch + 1, 1)
+    more = int((limit_s - elapsed_s) // per_epoch) if per_epoch > 0 else planned_last
+    return max(done_epoch, min(planned_last, done_epoch + max(more, 0)))
+
+
 def dice_np(pred: np.ndarray, ref: np.ndarray) -> float:
     s = pred.sum() + ref.sum()
     return 1.0 if s == 0 else float(2 * np.logical_and(pred, ref).sum() / s)
@@ -290,9 +300,21 @@ class Trainer:
             with progress:
                 task = progress.add_task("training", total=(cfg.epochs - start_epoch + 1) * cfg.iters_per_epoch) if progress else None
                 last_epoch = cfg.epochs if not cfg.stop_after else min(cfg.epochs, start_epoch + cfg.stop_after - 1)
-                for epoch in range(start_epoch, last_epoch + 1):
-                    record = self._train_epoch(epoch, ddp_model, model, optimizer, scaler, stream, progress, task)
-                    if cfg.val_every and epoch % cfg.val_every == 0 and val_cases and self.dist.main:
+                schedule_end = cfg.epochs  # the poly schedule reaches its end here (earlier under --time-limit)
+                t_loop = time.perf_counter()
+                epoch = start_epoch
+                while epoch <= last_epoch:
+                    record = self._train_epoch(epoch, ddp_model, model, optimizer, scaler, stream, progress, task, schedule_end)
+                    if cfg.time_limit:
+                        fit_last = self._sync_int(last_epoch_within(cfg.time_limit * 60, time.perf_counter() - t_loop,
+                                                                    start_epoch, epoch, last_epoch))
+                        if fit_last < cfg.epochs:
+                            schedule_end = fit_last
+                        if fit_last != last_epoch and progress:
+                            progress.update(task, total=(fit_last - start_epoch + 1) * cfg.iters_per_epoch)
+                        last_epoch = fit_last
+                    final_of_budget = bool(cfg.time_limit) and epoch == last_epoch and last_epoch < cfg.epochs
+                    if ((cfg.val_every and epoch % cfg.val_every == 0) or final_of_budget) and val_cases and self.dist.main:
                         record["val"] = self.validate(model, val_cases)
                         if record["val"]["score"] > best:
                             best = record["val"]["score"]
@@ -313,6 +335,8 @@ class Trainer:
                         import torch.distributed as dist
 
                         dist.barrier()
+                    epoch += 1
+                epoch -= 1
         except KeyboardInterrupt:
             checkpoint(epoch, False)
             self._write_logs(history)
@@ -325,9 +349,19 @@ class Trainer:
         return {"rank": self.dist.rank, "run_dir": str(self.run_dir), "epochs": len(history), "history": history, "best_score": best,
                 "last": str(last_path), "best": str(best_path)}
 
-    def _train_epoch(self, epoch, ddp_model, model, optimizer, scaler, stream, progress, task) -> dict:
+    def _sync_int(self, value: int) -> int:
+        """Rank 0's value on every rank (so all ranks stop at the same epoch)."""
+        if self.dist.world == 1:
+            return value
+        import torch.distributed as dist
+
+        box = [value]
+        dist.broadcast_object_list(box, src=0)
+        return int(box[0])
+
+    def _train_epoch(self, epoch, ddp_model, model, optimizer, scaler, stream, progress, task, schedule_end: int) -> dict:
         cfg = self.cfg
-        lr = poly_lr(cfg.lr, epoch - 1, cfg.epochs, cfg.poly_power)
+        lr = poly_lr(cfg.lr, epoch - 1, schedule_end, cfg.poly_power)
         for g in optimizer.param_groups:
             g["lr"] = lr
         stream.epoch = epoch
