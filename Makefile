@@ -25,6 +25,15 @@ demo: install
 test: install
 	$(PY) -m pytest -q
 
+# every weights-dependent table of docs/benchmarks.md with the current weights (long: ~1 h on a 2-core CPU; run it on
+# an idle machine, the timings are reported)
+bench: install
+	$(PY) benchmarks/bench_models.py --update-cards
+	$(PY) benchmarks/sim2real.py --weights weights/a2fseg-cpu.safetensors --note "bundled default as segment runs it"
+	$(PY) benchmarks/bench_segment.py
+	$(PY) benchmarks/bench_default_benchmark.py
+	$(PY) benchmarks/collect.py
+
 lint: install
 	$(VENV)/bin/ruff check mmtumor tests benchmarks
 

@@ -46,7 +46,7 @@ def main() -> None:
         raise SystemExit(f"case not found: {args.case}")
     base = [str(args.case), "--device", "cpu"] + (["--weights", args.weights] if args.weights else [])
     rows = []
-    for label, extra in (("default (8-mirroring TTA)", []), ("--no-tta", ["--no-tta"]), ("--fast", ["--fast"]),
+    for label, extra in (("default", []), ("--tta (8 mirrorings)", ["--tta"]), ("--fast", ["--fast"]),
                          ("--fast --no-preview", ["--fast", "--no-preview"])):
         wall, peak, rep = run(base + extra)
         t = rep["timings_s"]

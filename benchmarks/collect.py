@@ -2,7 +2,9 @@
 
     python benchmarks/collect.py
 
-Regenerate everything (long; the figures carry their own machine/command/date lines):
+Regenerate every table that depends on the weights (model tables and cards, real-scan score, segment and benchmark
+timings), then this page: ``make bench``. Everything, also the weight-independent tables (long; the figures carry
+their own machine/command/date lines):
     python benchmarks/bench_synth.py && python benchmarks/bench_convert.py && python benchmarks/bench_preprocess.py \
       && python benchmarks/bench_models.py && python benchmarks/sim2real.py --weights default --note "bundled default" \
       && python benchmarks/collect.py

@@ -253,14 +253,17 @@ def benchmark(data_dir: Path | str | None = None, weights: list[str] | None = No
     """The 15-subset report. With no data folder, held-out phantoms are generated (into ``output``/phantoms);
     with no weights, every bundled model (optionally only those of ``methods``) is benchmarked."""
     from .benchmark import BenchmarkOptions, default_phantoms, run_benchmark
-    from .weights import list_models
+    from .weights import list_models, resolve
 
     output = Path(output)
     opts = options or BenchmarkOptions()
+    specs: list[str | None] = list(weights or [])
+    for spec in specs:  # a wrong --weights fails in a second, before phantoms are generated or cases read
+        if spec is not None and not str(spec).startswith("hf://"):
+            resolve(spec)
     if data_dir is None:
         data_dir = default_phantoms(output / "phantoms")
         opts.split = "all"
-    specs: list[str | None] = list(weights or [])
     if not specs:
         bundled = [m for m in list_models() if m.source == "bundled"]
         if methods:

@@ -36,6 +36,7 @@ class BenchmarkOptions:
     device: str = "auto"
     overlap: float = 0.5
     min_et_voxels: int = 0
+    min_component_fraction: float = 0.2  # as segment does by default (metrics.drop_small_components); 0 = off
     max_cases: int | None = None
     reference: str | None = None  # CSV of published Dice (method,subset,region,dice %), see report.load_reference_csv
 
@@ -92,6 +93,10 @@ def _predict_prepared(model, meta: dict, prep: PreparedSubset, device, opts: Ben
         probs = resize(probs, prep.mask.shape, order=1)
     probs *= prep.mask[None]
     labels = regions_to_labels(probs > 0.5)
+    if opts.min_component_fraction:
+        from .metrics import drop_small_components
+
+        labels = drop_small_components(labels, opts.min_component_fraction)
     if opts.min_et_voxels:
         from .metrics import relabel_small_et
 
@@ -113,10 +118,12 @@ class _Entry:
 
 
 def inference_tag(opts: BenchmarkOptions) -> str:
-    """Cache-key suffix for the options that change predictions (TTA, window overlap, ET post-processing): a resumed
-    run with other options must not reuse results predicted with these. Empty for the defaults, so existing caches of
-    default runs stay valid."""
+    """Cache-key suffix for the options that change predictions (TTA, window overlap, post-processing): a resumed
+    run with other options must not reuse results predicted with these. Empty for plain predictions (no TTA, overlap
+    0.5, no post-processing), the keys caches had before these options existed; the component filter, on by
+    default, is therefore tagged (``cc0.2``) rather than left implicit."""
     parts = (["tta"] if opts.tta else []) + ([f"ov{opts.overlap:g}"] if opts.overlap != BenchmarkOptions.overlap else [])
+    parts += [f"cc{opts.min_component_fraction:g}"] if opts.min_component_fraction else []
     parts += [f"et{opts.min_et_voxels}"] if opts.min_et_voxels else []
     return "-" + "-".join(parts) if parts else ""
 
@@ -149,6 +156,8 @@ def run_benchmark(data_dir: Path | str, weights: Sequence[str | None], report_di
     data_dir, report_dir = Path(data_dir), Path(report_dir)
     report_dir.mkdir(parents=True, exist_ok=True)
     subsets = parse_subsets(opts.subsets)
+    if not 0 <= opts.min_component_fraction <= 1:
+        raise InputError(f"--min-component-fraction must be in [0, 1], not {opts.min_component_fraction}")
     reference = load_reference_csv(opts.reference) if opts.reference else None  # fail before the long sweep
     cases = select_cases(data_dir, opts.split, report_dir)
     if opts.max_cases:
@@ -247,7 +256,8 @@ def run_benchmark(data_dir: Path | str, weights: Sequence[str | None], report_di
                            + (f" (first failure: {failures[0]['error']})" if failures else ""))
     meta_out = {"title": "mmtumor missing-modality benchmark", "data": str(data_dir), "split": opts.split,
                 "cases": len(cases), "subsets": [s.code for s in subsets], "weights": model_names, "device": str(device),
-                "tta": opts.tta, "overlap": opts.overlap, "torch": torch.__version__, "python": platform.python_version(),
+                "tta": opts.tta, "overlap": opts.overlap, "min_component_fraction": opts.min_component_fraction,
+                "torch": torch.__version__, "python": platform.python_version(),
                 "platform": platform.platform(), "failures": len(failures), "dataset": _dataset_name(cases)}
     files = write_report(records, report_dir, speed or None, meta_out, reference=reference)
     if failures:

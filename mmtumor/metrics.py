@@ -243,6 +243,30 @@ def volumes_ml(labels: np.ndarray, affine_or_spacing: np.ndarray | Sequence[floa
     }
 
 
+def drop_small_components(labels: np.ndarray, min_fraction: float) -> np.ndarray:
+    """Tumour post-processing: remove whole-tumour components smaller than ``min_fraction`` of the largest (a copy).
+
+    Components are 26-connected over all tumour labels; a removed component loses its NCR/ED/ET with it (becomes
+    background), so WT, TC and ET stay nested. The largest component and any component at least ``min_fraction``
+    of its size are kept, so multifocal lesions of comparable size survive; 0 turns it off.
+    Why: the bundled models leave small false-positive islands far from the tumour (HD95 of 40-80 mm on real scans).
+    """
+    if not 0 <= min_fraction <= 1:
+        raise InputError(f"min_fraction must be in [0, 1], not {min_fraction}")
+    out = np.array(labels, copy=True)
+    if min_fraction == 0:
+        return out
+    from scipy.ndimage import generate_binary_structure, label
+
+    tumour = out > 0
+    comp, n = label(tumour, structure=generate_binary_structure(tumour.ndim, tumour.ndim))
+    if n > 1:
+        sizes = np.bincount(comp.ravel())[1:]
+        small = np.flatnonzero(sizes < min_fraction * sizes.max()) + 1
+        out[np.isin(comp, small)] = 0
+    return out
+
+
 def relabel_small_et(labels: np.ndarray, min_voxels: int, mode: str = "total") -> np.ndarray:
     """Optional ET post-processing: small enhancing tumour relabelled to NCR (a copy; input untouched).
 

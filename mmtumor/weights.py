@@ -458,7 +458,13 @@ def resolve(spec: str | Path | None = None, *, refresh: bool = False) -> Resolve
     if _looks_like_path(spec):
         path = Path(spec).expanduser()
         if path.is_dir():
+            if not list(path.glob("*.safetensors")) and (list(path.glob("*.pt")) or (path / "config.json").is_file()):
+                raise InputError(f"{path} is a training run folder, not exported weights: export it first with "
+                                 f"mmtumor weights export {path} -o WEIGHTS_DIR")
             return _from_folder(path, None, "local", str(path))
+        if path.is_file() and path.suffix == ".pt":
+            raise InputError(f"{path} is a training checkpoint, not exported weights: export it first with "
+                             f"mmtumor weights export {path} -o WEIGHTS_DIR")
         if path.is_file() and path.suffix in (".safetensors", ".json"):
             return _from_folder(path.parent, path.stem, "local", str(path))
         raise InputError(f"weights path not found: {path} (expected a folder or a .safetensors file)")

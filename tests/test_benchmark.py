@@ -65,7 +65,7 @@ def test_report_files_cache_and_failures(setup, tmp_path):
                             "--device", "cpu", "-o", str(out), "-q", "--tta", "--min-et-voxels", "3"])
     assert r.exit_code == 0, r.output
     tagged = sorted(p.name for p in (out / "cache").iterdir() if p not in stamps)
-    assert len(tagged) == 3 and all("-tta-et3__" in n and n.endswith("__0101.json") for n in tagged), tagged
+    assert len(tagged) == 3 and all("-tta-cc0.2-et3__" in n and n.endswith("__0101.json") for n in tagged), tagged
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
     assert json.loads((out / "report.json").read_text())["meta"]["tta"] is True
 
@@ -190,8 +190,11 @@ def test_preparation_is_shared_by_models_and_matches_per_model_prediction(setup,
 def test_inference_tag_separates_prediction_options_and_keeps_default_keys():
     from mmtumor.benchmark import BenchmarkOptions, inference_tag
 
-    assert inference_tag(BenchmarkOptions()) == ""  # caches of default runs keep their names
-    assert inference_tag(BenchmarkOptions(speed=True, split="all", subsets="0101")) == ""  # no effect on predictions
+    plain = BenchmarkOptions(min_component_fraction=0)
+    assert inference_tag(plain) == ""  # plain predictions keep the keys caches had before post-processing existed
+    assert inference_tag(BenchmarkOptions()) == "-cc0.2"  # the default island removal is never mistaken for plain
+    assert inference_tag(BenchmarkOptions(min_component_fraction=0, speed=True, split="all", subsets="0101")) == ""
     tags = {inference_tag(BenchmarkOptions(tta=True)), inference_tag(BenchmarkOptions(overlap=0.25)),
-            inference_tag(BenchmarkOptions(min_et_voxels=10)), inference_tag(BenchmarkOptions(tta=True, overlap=0.25))}
-    assert len(tags) == 4 and "" not in tags
+            inference_tag(BenchmarkOptions(min_et_voxels=10)), inference_tag(BenchmarkOptions(tta=True, overlap=0.25)),
+            inference_tag(BenchmarkOptions()), inference_tag(BenchmarkOptions(min_component_fraction=0.5))}
+    assert len(tags) == 6 and "" not in tags

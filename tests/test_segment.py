@@ -77,7 +77,8 @@ def test_nifti_folder_outputs_in_native_space(phantom_dir, tiny_weights, tmp_pat
     report = json.loads((out / "report.json").read_text())
     assert report["modality_subset"]["code"] == "1111" and report["preprocessing"]["reference"] == "T1c"
     assert report["weights"]["name"] == "tinyunet" and report["weights"]["sha256"]
-    assert report["options"]["tta"] is True  # mirroring TTA is on by default
+    assert report["options"]["tta"] is False  # mirroring TTA is opt-in (no gain for the bundled default)
+    assert report["options"]["min_component_fraction"] == 0.2  # island removal is on by default, and recorded
     assert (out / "preview.png").stat().st_size > 1000 and (out / "volumes.csv").exists()
     prob = nib.load(str(out / "probabilities.nii.gz"))
     assert prob.shape == (*ref.shape, 3)
@@ -92,13 +93,13 @@ def test_every_subset_size_with_explicit_paths(phantom_dir, tiny_weights, tmp_pa
     for m in mods:
         args += [flag[m], str(case / f"Synth_00001_{m}.nii.gz")]
     r = runner.invoke(app, ["segment", *args, "-o", str(tmp_path / "o"), "--weights", str(tiny_weights), "--device", "cpu",
-                            "--fast", "--no-preview"])
+                            "--tta", "--fast", "--no-preview"])
     assert r.exit_code == 0, r.output
     report = json.loads((tmp_path / "o" / "report.json").read_text())
     assert report["modality_subset"]["code"].count("1") == len(mods)
     ref_mod = "T1c" if "t1ce" in mods else "FLAIR"
     assert report["preprocessing"]["reference"] == ref_mod
-    assert report["options"]["tta"] is False and report["options"]["overlap"] == 0.25  # --fast, as applied
+    assert report["options"]["tta"] is False and report["options"]["overlap"] == 0.25  # --fast wins over --tta, as applied
 
 
 def test_dicom_input_and_dicom_seg(tmp_path, tiny_weights):
@@ -149,6 +150,8 @@ def test_bad_inputs_are_one_line_errors(tmp_path, tiny_weights):
     assert r.exit_code == 1 and "no T1, T1c, T2 or FLAIR" in r.output
     r = runner.invoke(app, ["segment", "--t1c", str(tmp_path / "x.nii.gz"), "--weights", str(tiny_weights)])
     assert r.exit_code == 1 and "--t1c" in r.output
+    r = runner.invoke(app, ["segment", str(tmp_path / "empty"), "--weights", str(tiny_weights), "--min-component-fraction", "2"])
+    assert r.exit_code == 1 and "--min-component-fraction" in r.output and "Traceback" not in r.output
 
 
 # ------------------------------------------------------------------- quality, with the bundled default weights

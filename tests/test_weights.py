@@ -352,3 +352,17 @@ def test_bundled_weights_are_valid(monkeypatch):
         assert meta["format"] == W.FORMAT and meta["method"] == entry["method"]
         with torch.no_grad():
             assert model(torch.zeros(1, 4, 32, 32, 32), PRESENT)["logits"].shape == (1, 3, 32, 32, 32)
+
+
+def test_a_training_run_given_as_weights_gets_a_clear_error(tmp_path):
+    """A run folder holds manifest.json (the data split) and *.pt: say to export it, not that the manifest is odd."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "manifest.json").write_text('{"cases": {}}')
+    (run / "best.pt").write_bytes(b"x")
+    (run / "config.json").write_text("{}")
+    for spec in (run, run / "best.pt"):
+        with pytest.raises(InputError, match="weights export"):
+            W.resolve(str(spec))
+    res = runner.invoke(app, ["benchmark", str(tmp_path), "--weights", str(run), "-q"])
+    assert res.exit_code == 1 and "weights export" in res.output and "Traceback" not in res.output
