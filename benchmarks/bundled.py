@@ -145,6 +145,12 @@ def _steps_minutes(run: Path) -> tuple[int, float]:
     return len(epochs) * int(iters), sum(r["seconds"] for r in epochs) / 60
 
 
+def _stage_facts(run: Path) -> tuple[int, float, dict]:
+    """Steps, minutes of epochs and training configuration of one stage's run."""
+    steps, minutes = _steps_minutes(run)
+    return steps, minutes, json.loads((run / "config.json").read_text())
+
+
 def _generator_version(run: Path) -> str:
     """The phantom generator version of the data a run was trained on (from the phantoms' metadata.json)."""
     data = Path(json.loads((run / "config.json").read_text())["data_dir"])
@@ -156,7 +162,7 @@ def export(args) -> None:
     import torch
 
     from mmtumor.models.registry import build_model
-    from mmtumor.weights import export_run
+    from mmtumor.weights import export_run, update_meta
 
     torch.set_num_threads(1)
     for name in args.only:
@@ -178,8 +184,7 @@ def export(args) -> None:
             stage = stage_run(args.work, name, k)
             if not (stage / "best.pt").is_file():
                 break
-            steps_k, minutes_k = _steps_minutes(stage)
-            cfg_k = json.loads((stage / "config.json").read_text())
+            steps_k, minutes_k, cfg_k = _stage_facts(stage)
             total += steps_k
             desc += (f" Stage {k}: {steps_k} more steps from stage {k - 1}'s weights ({cfg_k['epochs']} epochs x "
                      f"{cfg_k['iters_per_epoch']}, lr {cfg_k['lr']:g} with poly decay, same data and patches; 2 torch threads, "
@@ -191,8 +196,7 @@ def export(args) -> None:
             stage = gpu_stage_run(args.work, name, j)
             if not (stage / "best.pt").is_file():
                 break
-            steps_j, minutes_j = _steps_minutes(stage)
-            cfg_j = json.loads((stage / "config.json").read_text())
+            steps_j, minutes_j, cfg_j = _stage_facts(stage)
             total += steps_j
             gpu_cases = max(gpu_cases, stage_cfg["cases"])
             desc += (f" GPU stage {j}: {steps_j} more steps from the previous weights on an {GPU_NAME}, "
@@ -201,8 +205,9 @@ def export(args) -> None:
                      f"on {GPU_DATA.format(cases=stage_cfg['cases'])} (command: {gpu_command(stage_cfg)}).")
             hardware += f"; GPU stage {j}: 1 x H100, {minutes_j:.1f} min"
             run = stage
-        desc += (f" {total} steps in all, a larger budget than the other bundled models." if total > steps
-                 else " Same budget as every other bundled model.")
+        desc += (f" {total} steps in all" + (" (CPU stages 2-6 too: a larger budget than the other bundled models)."
+                                            if name in FINETUNE else ", the same CPU and GPU stages as the other six "
+                                            "non-default models (their GPU steps differ: same minutes, different step times)."))
         desc += (" The GPU stages were short (minutes of a 30-minute device lease), not a full GPU-scale training."
                  if gpu_cases else " No GPU was used for this model, so this is the CPU-scale version.")
         desc += " Recipe: benchmarks/bundled.py, docs/training.md."
@@ -210,8 +215,11 @@ def export(args) -> None:
         if gpu_cases:
             data_text = data_text.replace("; no real data", f"; then {GPU_DATA.format(cases=gpu_cases)} (GPU stages); no real data")
         meta = {"description": desc, "training_data": data_text, "hardware": hardware}
-        res = export_run(run, args.weights, name, meta=meta, default=(name == "a2fseg-cpu"))
-        print(f"exported {name}: {res.weights_path}")
+        if args.meta_only:  # card text only: tensors, their SHA-256 and the measured metrics stay as they are
+            res = update_meta(args.weights, name, **meta)
+        else:
+            res = export_run(run, args.weights, name, meta=meta, default=(name == "a2fseg-cpu"))
+        print(f"{'updated the card of' if args.meta_only else 'exported'} {name}: {res.weights_path}")
 
 
 def main() -> None:
@@ -222,6 +230,8 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=WORK)
     ap.add_argument("--data", type=Path, default=WORK / "phantoms-2mm")
     ap.add_argument("--weights", type=Path, default=ROOT / "weights")
+    ap.add_argument("--meta-only", action="store_true", help="export: rewrite only the description/training data/hardware "
+                    "of the existing weights (no new tensors, so the benchmark caches and card metrics stay valid)")
     args = ap.parse_args()
     {"data": make_data, "train": train, "finetune": finetune, "export": export}[args.step](args)
 

@@ -24,6 +24,7 @@ from .errors import InputError, MmtumorError
 from .io.dataset import Case, find_cases, load_case, load_or_create_manifest, cases_from_manifest
 from .io.nifti import voxel_spacing
 from .labels import regions_to_labels
+from .metrics import check_component_fraction
 from .modalities import Subset, parse_subsets
 
 
@@ -156,8 +157,7 @@ def run_benchmark(data_dir: Path | str, weights: Sequence[str | None], report_di
     data_dir, report_dir = Path(data_dir), Path(report_dir)
     report_dir.mkdir(parents=True, exist_ok=True)
     subsets = parse_subsets(opts.subsets)
-    if not 0 <= opts.min_component_fraction <= 1:
-        raise InputError(f"--min-component-fraction must be in [0, 1], not {opts.min_component_fraction}")
+    check_component_fraction(opts.min_component_fraction)
     reference = load_reference_csv(opts.reference) if opts.reference else None  # fail before the long sweep
     cases = select_cases(data_dir, opts.split, report_dir)
     if opts.max_cases:

@@ -243,6 +243,12 @@ def volumes_ml(labels: np.ndarray, affine_or_spacing: np.ndarray | Sequence[floa
     }
 
 
+def check_component_fraction(min_fraction: float) -> None:
+    """One-line error for a ``--min-component-fraction`` outside [0, 1] (checked before any work is done)."""
+    if not 0 <= min_fraction <= 1:
+        raise InputError(f"--min-component-fraction must be in [0, 1], not {min_fraction}")
+
+
 def drop_small_components(labels: np.ndarray, min_fraction: float) -> np.ndarray:
     """Tumour post-processing: remove whole-tumour components smaller than ``min_fraction`` of the largest (a copy).
 
@@ -251,8 +257,7 @@ def drop_small_components(labels: np.ndarray, min_fraction: float) -> np.ndarray
     of its size are kept, so multifocal lesions of comparable size survive; 0 turns it off.
     Why: the bundled models leave small false-positive islands far from the tumour (HD95 of 40-80 mm on real scans).
     """
-    if not 0 <= min_fraction <= 1:
-        raise InputError(f"min_fraction must be in [0, 1], not {min_fraction}")
+    check_component_fraction(min_fraction)
     out = np.array(labels, copy=True)
     if min_fraction == 0:
         return out

@@ -20,6 +20,7 @@ import numpy as np
 from ..errors import InputError
 from ..io.nifti import read_nifti, write_nifti
 from ..labels import from_internal, parse_scheme, regions_to_labels
+from ..metrics import check_component_fraction
 from ..modalities import MODALITIES, subset_from_modalities
 from .inputs import PatientInput
 
@@ -69,8 +70,7 @@ class Predictor:
             torch.set_num_threads(int(self.options.threads))
         if self.options.output_type not in ("nifti", "dicom-seg"):
             raise InputError(f"unknown output type '{self.options.output_type}' (nifti or dicom-seg)")
-        if not 0 <= self.options.min_component_fraction <= 1:
-            raise InputError(f"--min-component-fraction must be in [0, 1], not {self.options.min_component_fraction}")
+        check_component_fraction(self.options.min_component_fraction)
         parse_scheme(self.options.label_scheme)
         if self.options.label_scheme == "brats2013":
             raise InputError("output label scheme must be brats2021 or brats2023")
