@@ -30,6 +30,7 @@ test: install
 bench: install
 	$(PY) benchmarks/bench_models.py --update-cards
 	$(PY) benchmarks/sim2real.py --weights weights/a2fseg-cpu.safetensors --note "bundled default as segment runs it"
+	$(PY) benchmarks/bench_subsets_real.py
 	$(PY) benchmarks/bench_segment.py
 	$(PY) benchmarks/bench_default_benchmark.py
 	$(PY) benchmarks/collect.py

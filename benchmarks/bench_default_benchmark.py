@@ -18,7 +18,19 @@ from pathlib import Path
 OUT_MD = Path(__file__).resolve().parents[1] / "docs" / "bench-benchmark.md"
 
 
+def keep_history(previous: str, entry: str) -> str:
+    """The hand-annotated 'History on this machine' section of the previous page, with ``entry`` added to its list
+    (runs are compared over time, so a new run must not erase the old ones)."""
+    start = previous.find("History on this machine")
+    if start < 0:
+        return f"\nHistory on this machine:\n{entry}\n"
+    lines = previous[start:].rstrip("\n").splitlines()
+    last = max((i for i, ln in enumerate(lines) if ln.startswith("- ") or (ln.startswith("  ") and i > 0)), default=0)
+    return "\n" + "\n".join(lines[: last + 1] + [entry] + lines[last + 1:]) + "\n"
+
+
 def main() -> None:
+    old_text = OUT_MD.read_text() if OUT_MD.exists() else ""
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
         proc = subprocess.run([sys.executable, "-m", "mmtumor", "benchmark", "-o", tmp, "-q", "--device", "cpu"],
@@ -31,13 +43,15 @@ def main() -> None:
     from mmtumor.weights import list_models
 
     models = [m.name for m in list_models() if m.source == "bundled"]
+    when = dt.datetime.now(dt.timezone.utc)
     OUT_MD.write_text(
         "# Default `mmtumor benchmark` (`benchmarks/bench_default_benchmark.py`)\n\n"
-        f"- date: {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC; machine: {platform.machine()}, {os.cpu_count()} cores, "
+        f"- date: {when:%Y-%m-%d %H:%M} UTC; machine: {platform.machine()}, {os.cpu_count()} cores, "
         f"CPU only; load average at the end {os.getloadavg()[0]:.1f}\n"
         f"- command: `mmtumor benchmark -o DIR --device cpu` (generates {DEFAULT_PHANTOM_CASES} held-out 240x240x155 phantoms, "
         f"all 15 subsets, every bundled model: {len(models)}, {', '.join(models)})\n\n"
-        f"Wall time: **{minutes:.1f} min** (target < 15 min), phantom generation included. Files written: {', '.join(files)}.\n")
+        f"Wall time: **{minutes:.1f} min** (target < 15 min), phantom generation included. Files written: {', '.join(files)}.\n"
+        + keep_history(old_text, f"- {when:%Y-%m-%d %H:%M} UTC: **{minutes:.1f} min**, {len(models)} bundled models."))
     print(f"{minutes:.1f} min")
 
 

@@ -5,6 +5,7 @@
     python benchmarks/bundled.py finetune             # the default model's further stages (FINETUNE below)
     (on a GPU machine) GPU_STAGES below, each: bash benchmarks/gpu_train.sh $OUT MINUTES CASES JOB; its runs.tar.gz
                       unpacked and each run folder moved to runs/bundled/<name>-gpu<j>
+    python benchmarks/bundled.py post                 # CPU stages after the GPU stages (POST_GPU_STAGES below)
     python benchmarks/bundled.py export               # weights/<name>.{safetensors,json,md} + manifest
     python benchmarks/bench_models.py --update-cards  # Dice tables into the cards, docs/bench-models.md
     python benchmarks/collect.py                      # docs/benchmarks.md
@@ -74,6 +75,18 @@ for _name, (_method, _extra, _) in MODELS.items():
     if _name != "a2fseg-cpu":
         _job = f"{_name}:{_method}:{_name}:48:8:1e-3" + (":" + ",".join(_extra) if _extra else "")
         GPU_STAGES[_name] = [{"minutes": 6.2, "cases": 360, "job": _job, "sharing": 9, "env": ""}]
+# name -> CPU stages after the GPU stages (a session without a lent GPU), each continuing from the previous stage's
+# weights on phantoms from the GPU stages' generator settings (seed 3000, the first CASES of them), generated here.
+# "checkpoint": which checkpoint of the run is exported (last.pt = the end of the poly schedule).
+POST_GPU_STAGES: dict[str, list[dict]] = {
+    "a2fseg-cpu": [
+        {"cases": 200, "checkpoint": "last.pt", "why": "the uniform schedule over the 15 subsets, the benchmark's own "
+         "weighting, instead of A2FSeg's (all modalities on every other epoch)",
+         "args": ["--epochs", "1000", "--iters-per-epoch", "25", "--patch", "64", "64", "64", "--batch", "2", "--lr", "3e-4",
+                  "--device", "cpu", "--workers", "1", "--val-every", "10", "--target-spacing", "2", "--time-limit", "65",
+                  "--dropout-schedule", "uniform"]},
+    ],
+}
 GPU_NAME = "NVIDIA H100 80GB HBM3 (torch 2.11.0+cu130, bf16 autocast)"
 GPU_DATA = "{cases} phantoms from mmtumor synth --randomize --shape 120 120 78 --seed 3000"
 
@@ -81,6 +94,18 @@ GPU_DATA = "{cases} phantoms from mmtumor synth --randomize --shape 120 120 78 -
 def gpu_stage_run(work: Path, name: str, j: int) -> Path:
     """Run folder of GPU stage j (1-based), as brought back from the GPU machine."""
     return work / f"{name}-gpu{j}"
+
+
+def post_stage_run(work: Path, name: str, j: int) -> Path:
+    """Run folder of post-GPU CPU stage j (1-based)."""
+    return work / f"{name}-post{j}"
+
+
+def post_command(name: str, stage: dict, init: str = "<previous stage>") -> str:
+    """The training command of a post-GPU CPU stage (as `post` runs it)."""
+    method, extra, _ = MODELS[name]
+    return " ".join(["mmtumor train", f"runs/bundled/phantoms-3000-{stage['cases']}", "--method", method, "--preset", "tiny",
+                     "--init-from", init, *extra, *stage["args"]])
 
 
 def gpu_command(stage: dict) -> str:
@@ -136,6 +161,37 @@ def finetune(args) -> None:
                 if subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT).returncode:
                     sys.exit(f"stage {k} failed for {name} (log: {args.work / f'{run.name}.log'})")
 
+
+
+def _last_run(work: Path, name: str) -> Path:
+    """The newest finished stage before the post-GPU stages: the last GPU stage, else the last CPU stage."""
+    gpu = [gpu_stage_run(work, name, j) for j in range(1, len(GPU_STAGES.get(name, [])) + 1)]
+    cpu = [stage_run(work, name, k) for k in range(1, len(FINETUNE.get(name, [])) + 2)]
+    done = [r for r in cpu + gpu if (r / "best.pt").is_file()]
+    if not done:
+        sys.exit(f"{name}: no finished stage in {work} to continue from")
+    return done[-1]
+
+
+def post(args) -> None:
+    """CPU stages after the GPU stages, in order; a stage whose run already has its checkpoint is kept."""
+    for name in [n for n in args.only if n in POST_GPU_STAGES]:
+        method, extra, _ = MODELS[name]
+        init = _last_run(args.work, name) / "best.pt"
+        for j, stage in enumerate(POST_GPU_STAGES[name], start=1):
+            run = post_stage_run(args.work, name, j)
+            if not (run / stage["checkpoint"]).is_file():
+                data = args.work / f"phantoms-3000-{stage['cases']}"
+                if not data.is_dir():
+                    subprocess.run(_mmtumor() + ["synth", str(data), "--cases", str(stage["cases"]), "--seed", "3000",
+                                                "--shape", "120", "120", "78", "--randomize", "-j", "2"], check=True)
+                cmd = _mmtumor() + ["train", str(data), "--method", method, "-o", str(run), "--preset", "tiny",
+                                    "--init-from", str(init), *extra, *stage["args"]]
+                print(" ".join(cmd[2:]), flush=True)
+                with open(args.work / f"{run.name}.log", "w") as log:
+                    if subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT).returncode:
+                        sys.exit(f"post-GPU stage {j} failed for {name} (log: {args.work / f'{run.name}.log'})")
+            init = run / stage["checkpoint"]
 
 def _steps_minutes(run: Path) -> tuple[int, float]:
     """Optimiser steps taken and minutes spent in training epochs, from the run's own log."""
@@ -205,7 +261,23 @@ def export(args) -> None:
                      f"on {GPU_DATA.format(cases=stage_cfg['cases'])} (command: {gpu_command(stage_cfg)}).")
             hardware += f"; GPU stage {j}: 1 x H100, {minutes_j:.1f} min"
             run = stage
-        desc += (f" {total} steps in all" + (" (CPU stages 2-6 too: a larger budget than the other bundled models)."
+        checkpoint = run
+        for j, stage_cfg in enumerate(POST_GPU_STAGES.get(name, []), start=1):
+            stage = post_stage_run(args.work, name, j)
+            if not (stage / stage_cfg["checkpoint"]).is_file():
+                break
+            steps_j, minutes_j, cfg_j = _stage_facts(stage)
+            total += steps_j
+            desc += (f" CPU stage {j} after the GPU stages (no GPU lent that session): {steps_j} more steps from the "
+                     f"previous weights on the project CPU machine (2 torch threads, {minutes_j:.0f} min, --time-limit "
+                     f"{cfg_j['time_limit']:g}), batch {cfg_j['batch']}, {cfg_j['patch'][0]}^3 patches at 2 mm, lr {cfg_j['lr']:g} "
+                     f"with poly decay, {stage_cfg['why']}, on the first {stage_cfg['cases']} of the GPU stages' phantoms "
+                     f"(seed 3000, generated on the CPU); exported from {stage_cfg['checkpoint']} "
+                     f"(command: {post_command(name, stage_cfg)}).")
+            hardware += f"; post-GPU CPU stage {j}: 2 torch threads, ~{minutes_j:.0f} min"
+            run = stage
+            checkpoint = stage / stage_cfg["checkpoint"]
+        desc += (f" {total} steps in all" + (" (CPU stages 2-6 and the post-GPU CPU stage too: a larger budget than the other bundled models)."
                                             if name in FINETUNE else ", the same CPU and GPU stages as the other six "
                                             "non-default models (their GPU steps differ: same minutes, different step times)."))
         desc += (" The GPU stages were short (minutes of a 30-minute device lease), not a full GPU-scale training."
@@ -218,13 +290,13 @@ def export(args) -> None:
         if args.meta_only:  # card text only: tensors, their SHA-256 and the measured metrics stay as they are
             res = update_meta(args.weights, name, **meta)
         else:
-            res = export_run(run, args.weights, name, meta=meta, default=(name == "a2fseg-cpu"))
+            res = export_run(checkpoint, args.weights, name, meta=meta, default=(name == "a2fseg-cpu"))
         print(f"{'updated the card of' if args.meta_only else 'exported'} {name}: {res.weights_path}")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("step", choices=["data", "train", "finetune", "export"])
+    ap.add_argument("step", choices=["data", "train", "finetune", "post", "export"])
     ap.add_argument("--only", nargs="*", default=list(MODELS), choices=list(MODELS))
     ap.add_argument("--jobs", type=int, default=2, help="trainings at a time (each one torch thread)")
     ap.add_argument("--work", type=Path, default=WORK)
@@ -233,7 +305,7 @@ def main() -> None:
     ap.add_argument("--meta-only", action="store_true", help="export: rewrite only the description/training data/hardware "
                     "of the existing weights (no new tensors, so the benchmark caches and card metrics stay valid)")
     args = ap.parse_args()
-    {"data": make_data, "train": train, "finetune": finetune, "export": export}[args.step](args)
+    {"data": make_data, "train": train, "finetune": finetune, "post": post, "export": export}[args.step](args)
 
 
 if __name__ == "__main__":

@@ -105,6 +105,15 @@ def _predict_prepared(model, meta: dict, prep: PreparedSubset, device, opts: Ben
     return labels
 
 
+def predict_subset(model, meta: dict, image: np.ndarray, available: np.ndarray, affine: np.ndarray, subset: Subset,
+                   device: str = "cpu", options: BenchmarkOptions | None = None) -> np.ndarray:
+    """Labels (case grid) a model gives a co-registered case when it sees only ``subset``: the sweep's own path
+    (preparation from the subset's modalities alone, sliding window, post-processing), for one case and subset."""
+    opts = options or BenchmarkOptions()
+    prep = _prepare_subset(image, available, subset, voxel_spacing(affine), meta.get("spacing"))
+    return _predict_prepared(model, meta, prep, device, opts)
+
+
 @dataclass
 class _Entry:
     """One model of the sweep, loaded once for the whole run."""

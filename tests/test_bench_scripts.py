@@ -50,3 +50,47 @@ def test_gpu_train_script_runs_end_to_end_on_cpu(tmp_path):
     net, spacing = load_init(str(tmp_path / "back" / "runs" / "u" / "best.pt"), "unet")
     assert spacing == 2.0 and sum(p.numel() for p in net.parameters()) > 0
     assert "trained:" in (out / "gpu_train.log").read_text()
+
+
+def _bundled():
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bundled.py"
+    spec = importlib.util.spec_from_file_location("bundled_script", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_post_gpu_stage_continues_from_the_newest_finished_stage(tmp_path):
+    """bundled.py post starts from the last finished GPU stage (else the last CPU stage), and its recorded command
+    is the one it runs: same method, the stage's own schedule and time limit."""
+    import pytest
+
+    b = _bundled()
+    with pytest.raises(SystemExit):
+        b._last_run(tmp_path, "a2fseg-cpu")  # nothing trained yet: a clear stop, not a traceback
+    for run in (b.stage_run(tmp_path, "a2fseg-cpu", 1), b.stage_run(tmp_path, "a2fseg-cpu", 2)):
+        run.mkdir(parents=True)
+        (run / "best.pt").write_bytes(b"x")
+    assert b._last_run(tmp_path, "a2fseg-cpu") == b.stage_run(tmp_path, "a2fseg-cpu", 2)
+    gpu2 = b.gpu_stage_run(tmp_path, "a2fseg-cpu", 2)  # a GPU stage beats every CPU stage, even with a gap before it
+    gpu2.mkdir()
+    (gpu2 / "best.pt").write_bytes(b"x")
+    assert b._last_run(tmp_path, "a2fseg-cpu") == gpu2
+    stage = b.POST_GPU_STAGES["a2fseg-cpu"][0]
+    cmd = b.post_command("a2fseg-cpu", stage, "prev.pt")
+    assert "--method a2fseg" in cmd and "--init-from prev.pt" in cmd and "--dropout-schedule uniform" in cmd
+    assert " ".join(stage["args"]) in cmd and stage["checkpoint"] in ("best.pt", "last.pt")
+
+
+def test_default_benchmark_page_keeps_its_history():
+    """bench_default_benchmark.py rewrites its figure but adds the run to the history list instead of erasing it."""
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_default_benchmark.py"
+    spec = importlib.util.spec_from_file_location("bench_default_benchmark_script", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    prev = "# t\n\nWall time: 9 min\n\nHistory on this machine:\n- run 1: **15 min**\n  why it was slow\n- run 2\n\nA closing paragraph.\n"
+    out = mod.keep_history(prev, "- run 3")
+    lines = out.splitlines()
+    assert lines[lines.index("- run 2") + 1] == "- run 3" and "  why it was slow" in lines
+    assert out.rstrip().endswith("A closing paragraph.") and out.count("History on this machine") == 1
+    assert mod.keep_history("# t\n\nWall time: 9 min\n", "- run 1").endswith("History on this machine:\n- run 1\n")

@@ -187,6 +187,34 @@ def test_preparation_is_shared_by_models_and_matches_per_model_prediction(setup,
     assert np.isfinite([r["hd95"] for r in got]).all()
 
 
+
+def test_predict_subset_is_the_sweeps_path_and_hidden_modalities_do_not_leak(setup, tmp_path):
+    """The public one-case helper (used by benchmarks/bench_subsets_real.py) gives the sweep's numbers, and what a
+    hidden modality contains cannot change the answer."""
+    import numpy as np
+
+    import mmtumor.benchmark as bm
+    from mmtumor.io.dataset import find_cases, load_case
+    from mmtumor.metrics import region_metrics
+    from mmtumor.modalities import parse_subsets
+    from mmtumor.weights import load_model, resolve
+
+    root, weights = setup
+    res = bm.run_benchmark(root / "data", [str(weights["unet"])], tmp_path / "r",
+                           bm.BenchmarkOptions(split="all", subsets="0101", device="cpu"))
+    case = find_cases(root / "data", require_label=True)[1]
+    loaded = load_case(case)
+    model, meta = load_model(resolve(str(weights["unet"])))
+    sub = parse_subsets("0101")[0]
+    labels = bm.predict_subset(model, meta, loaded.image, loaded.present, loaded.affine, sub)
+    assert labels.shape == loaded.label.shape
+    got = {r["region"]: r["dice"] for r in res["records"] if r["case_id"] == case.case_id}
+    assert got == {k: v["dice"] for k, v in region_metrics(labels, loaded.label, None).items()}
+    noisy = loaded.image.copy()
+    noisy[[0, 2]] = np.random.default_rng(0).normal(size=noisy[[0, 2]].shape) * 50  # T1 and T2 are hidden
+    again = bm.predict_subset(model, meta, noisy, loaded.present, loaded.affine, sub)
+    assert np.array_equal(again, labels)
+
 def test_inference_tag_separates_prediction_options_and_keeps_default_keys():
     from mmtumor.benchmark import BenchmarkOptions, inference_tag
 
