@@ -162,7 +162,6 @@ def finetune(args) -> None:
                     sys.exit(f"stage {k} failed for {name} (log: {args.work / f'{run.name}.log'})")
 
 
-
 def _last_run(work: Path, name: str) -> Path:
     """The newest finished stage before the post-GPU stages: the last GPU stage, else the last CPU stage."""
     gpu = [gpu_stage_run(work, name, j) for j in range(1, len(GPU_STAGES.get(name, [])) + 1)]
@@ -192,6 +191,7 @@ def post(args) -> None:
                     if subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT).returncode:
                         sys.exit(f"post-GPU stage {j} failed for {name} (log: {args.work / f'{run.name}.log'})")
             init = run / stage["checkpoint"]
+
 
 def _steps_minutes(run: Path) -> tuple[int, float]:
     """Optimiser steps taken and minutes spent in training epochs, from the run's own log."""

@@ -1,4 +1,5 @@
-"""Bookkeeping of the benchmark scripts: sim2real rows land in the attempts table, not in a table of notes below it."""
+"""Bookkeeping of the benchmark scripts: sim2real rows land in the attempts table, the GPU and post-GPU training stages
+chain as recorded, and the default-benchmark page keeps its history."""
 
 from __future__ import annotations
 
@@ -6,12 +7,17 @@ import importlib.util
 from pathlib import Path
 
 
-def _sim2real():
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "sim2real.py"
-    spec = importlib.util.spec_from_file_location("sim2real_script", path)
+def _script(name: str):
+    """A script of benchmarks/ loaded as a module (they are not a package)."""
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"{name}_script", path)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
+
+
+def _sim2real():
+    return _script("sim2real")
 
 
 def test_add_row_goes_into_the_first_table():
@@ -52,20 +58,12 @@ def test_gpu_train_script_runs_end_to_end_on_cpu(tmp_path):
     assert "trained:" in (out / "gpu_train.log").read_text()
 
 
-def _bundled():
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bundled.py"
-    spec = importlib.util.spec_from_file_location("bundled_script", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
 def test_post_gpu_stage_continues_from_the_newest_finished_stage(tmp_path):
     """bundled.py post starts from the last finished GPU stage (else the last CPU stage), and its recorded command
     is the one it runs: same method, the stage's own schedule and time limit."""
     import pytest
 
-    b = _bundled()
+    b = _script("bundled")
     with pytest.raises(SystemExit):
         b._last_run(tmp_path, "a2fseg-cpu")  # nothing trained yet: a clear stop, not a traceback
     for run in (b.stage_run(tmp_path, "a2fseg-cpu", 1), b.stage_run(tmp_path, "a2fseg-cpu", 2)):
@@ -84,10 +82,7 @@ def test_post_gpu_stage_continues_from_the_newest_finished_stage(tmp_path):
 
 def test_default_benchmark_page_keeps_its_history():
     """bench_default_benchmark.py rewrites its figure but adds the run to the history list instead of erasing it."""
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_default_benchmark.py"
-    spec = importlib.util.spec_from_file_location("bench_default_benchmark_script", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = _script("bench_default_benchmark")
     prev = "# t\n\nWall time: 9 min\n\nHistory on this machine:\n- run 1: **15 min**\n  why it was slow\n- run 2\n\nA closing paragraph.\n"
     out = mod.keep_history(prev, "- run 3")
     lines = out.splitlines()
