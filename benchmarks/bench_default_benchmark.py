@@ -25,7 +25,7 @@ def keep_history(previous: str, entry: str) -> str:
     if start < 0:
         return f"\nHistory on this machine:\n{entry}\n"
     lines = previous[start:].rstrip("\n").splitlines()
-    last = max((i for i, ln in enumerate(lines) if ln.startswith("- ") or (ln.startswith("  ") and i > 0)), default=0)
+    last = max((i for i, ln in enumerate(lines) if ln.startswith(("- ", "  "))), default=0)  # end of the list
     return "\n" + "\n".join(lines[: last + 1] + [entry] + lines[last + 1:]) + "\n"
 
 

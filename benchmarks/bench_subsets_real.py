@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import os
 import platform
 import sys
 import time
@@ -65,13 +66,11 @@ def main() -> None:
         print(case.case_id, {c: np.round(v[-1], 3).tolist() for c, v in dices.items()}, flush=True)
 
     # 2. the 4-modality real case: every subset against the model's own 4-modality answer
-    full_case = find_cases(full_case_dir.parent, require_label=False)
-    full_case = next(c for c in full_case if c.case_id == full_case_dir.name)
+    full_case = next(c for c in find_cases(full_case_dir.parent, require_label=False) if c.case_id == full_case_dir.name)
     lc = load_case(full_case)
     if not lc.present.all():
         sys.exit(f"{full_case_dir} does not have all four modalities")
-    preds = {s.code: predict_subset(model, meta, lc.image, lc.present, lc.affine, s, "cpu", opts)
-             for s in sorted(SUBSETS, key=lambda s: s != FULL)}
+    preds = {s.code: predict_subset(model, meta, lc.image, lc.present, lc.affine, s, "cpu", opts) for s in SUBSETS}
     ref = labels_to_regions(preds[FULL.code]).astype(bool)
     rows = []
     for s in SUBSETS:
@@ -86,7 +85,7 @@ def main() -> None:
 
     lines = ["# Missing modalities on real scans (`benchmarks/bench_subsets_real.py`)", "",
              f"- date: {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC; machine: {platform.machine()}, "
-             f"{__import__('os').cpu_count()} cores, {args.threads} torch threads, CPU; {minutes:.1f} min",
+             f"{os.cpu_count()} cores, {args.threads} torch threads, CPU; {minutes:.1f} min",
              f"- command: `python benchmarks/bench_subsets_real.py --weights {args.weights}` (weights: {rw.name}; "
              f"the benchmark's per-subset path, island removal {opts.min_component_fraction:g} as `segment` does)",
              "- validation only: these cases are never trained on", "",

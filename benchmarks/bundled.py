@@ -101,11 +101,16 @@ def post_stage_run(work: Path, name: str, j: int) -> Path:
     return work / f"{name}-post{j}"
 
 
-def post_command(name: str, stage: dict, init: str = "<previous stage>") -> str:
-    """The training command of a post-GPU CPU stage (as `post` runs it)."""
+def post_train_args(name: str, stage: dict, data, init, run=None) -> list[str]:
+    """`mmtumor` arguments of a post-GPU CPU stage: what `post` runs and what the card records."""
     method, extra, _ = MODELS[name]
-    return " ".join(["mmtumor train", f"runs/bundled/phantoms-3000-{stage['cases']}", "--method", method, "--preset", "tiny",
-                     "--init-from", init, *extra, *stage["args"]])
+    out = ["-o", str(run)] if run is not None else []
+    return ["train", str(data), "--method", method, *out, "--preset", "tiny", "--init-from", str(init), *extra, *stage["args"]]
+
+
+def post_command(name: str, stage: dict, init: str = "<previous stage>") -> str:
+    """The training command of a post-GPU CPU stage, as recorded in the model card."""
+    return "mmtumor " + " ".join(post_train_args(name, stage, f"runs/bundled/phantoms-3000-{stage['cases']}", init))
 
 
 def gpu_command(stage: dict) -> str:
@@ -175,7 +180,6 @@ def _last_run(work: Path, name: str) -> Path:
 def post(args) -> None:
     """CPU stages after the GPU stages, in order; a stage whose run already has its checkpoint is kept."""
     for name in [n for n in args.only if n in POST_GPU_STAGES]:
-        method, extra, _ = MODELS[name]
         init = _last_run(args.work, name) / "best.pt"
         for j, stage in enumerate(POST_GPU_STAGES[name], start=1):
             run = post_stage_run(args.work, name, j)
@@ -184,8 +188,7 @@ def post(args) -> None:
                 if not data.is_dir():
                     subprocess.run(_mmtumor() + ["synth", str(data), "--cases", str(stage["cases"]), "--seed", "3000",
                                                 "--shape", "120", "120", "78", "--randomize", "-j", "2"], check=True)
-                cmd = _mmtumor() + ["train", str(data), "--method", method, "-o", str(run), "--preset", "tiny",
-                                    "--init-from", str(init), *extra, *stage["args"]]
+                cmd = _mmtumor() + post_train_args(name, stage, data, init, run)
                 print(" ".join(cmd[2:]), flush=True)
                 with open(args.work / f"{run.name}.log", "w") as log:
                     if subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT).returncode:

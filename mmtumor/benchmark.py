@@ -24,7 +24,7 @@ from .errors import InputError, MmtumorError
 from .io.dataset import Case, find_cases, load_case, load_or_create_manifest, cases_from_manifest
 from .io.nifti import voxel_spacing
 from .labels import regions_to_labels
-from .metrics import check_component_fraction
+from .metrics import check_component_fraction, drop_small_components, relabel_small_et
 from .modalities import Subset, parse_subsets
 
 
@@ -95,12 +95,8 @@ def _predict_prepared(model, meta: dict, prep: PreparedSubset, device, opts: Ben
     probs *= prep.mask[None]
     labels = regions_to_labels(probs > 0.5)
     if opts.min_component_fraction:
-        from .metrics import drop_small_components
-
         labels = drop_small_components(labels, opts.min_component_fraction)
     if opts.min_et_voxels:
-        from .metrics import relabel_small_et
-
         labels = relabel_small_et(labels, opts.min_et_voxels)
     return labels
 
