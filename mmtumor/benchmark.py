@@ -305,16 +305,23 @@ def _dataset_name(cases: list[Case]) -> str:
 
 
 # The no-argument run: every bundled model (eight) x 15 subsets on this many phantoms stays within minutes on a
-# 2-core CPU; the documented tables (benchmarks/bench_models.py) use 3 phantoms with the same seeds.
+# 2-core CPU; the documented tables (benchmarks/bench_models.py) use the first 10 phantoms of the same seeds.
 DEFAULT_PHANTOM_CASES = 2
 
 
 def default_phantoms(folder: Path, n: int = DEFAULT_PHANTOM_CASES, seed: int = 900_000, shape=(240, 240, 155)) -> Path:
-    """Held-out phantoms for the no-argument benchmark (seeds far from any training seed)."""
-    from .synth import write_dataset
+    """Held-out phantoms (seeds far from any training seed): writes whichever of cases 0..n-1 are missing.
 
-    if not any(folder.glob("*/*_seg.nii.gz")):
-        write_dataset(folder, n, seed=seed, shape=shape)
+    Case i depends only on (seed, i), so asking for more cases later keeps the earlier ones (and any cached
+    predictions for them) and adds the rest.
+    """
+    from .synth import write_dataset
+    from .synth.generate import case_id
+
+    for i in range(n):
+        cid = case_id(i, "brats2020")
+        if not (folder / cid / f"{cid}_seg.nii.gz").exists():
+            write_dataset(folder, 1, seed=seed, shape=shape, start=i)
     return folder
 
 

@@ -89,3 +89,41 @@ def test_default_benchmark_page_keeps_its_history():
     assert lines[lines.index("- run 2") + 1] == "- run 3" and "  why it was slow" in lines
     assert out.rstrip().endswith("A closing paragraph.") and out.count("History on this machine") == 1
     assert mod.keep_history("# t\n\nWall time: 9 min\n", "- run 1").endswith("History on this machine:\n- run 1\n")
+
+
+def test_default_phantoms_add_missing_cases_and_keep_the_earlier_ones(tmp_path):
+    """Asking for more held-out phantoms later keeps cases 0..k-1 byte for byte (their cached predictions stay
+    valid) and writes only the new ones, each the same as a fresh write of that index."""
+    from mmtumor.benchmark import default_phantoms
+    from mmtumor.synth import write_dataset
+
+    folder = tmp_path / "ph"
+    default_phantoms(folder, n=1, seed=7, shape=(48, 48, 32))
+    first = (folder / "Synth_00000" / "Synth_00000_seg.nii.gz").read_bytes()
+    default_phantoms(folder, n=2, seed=7, shape=(48, 48, 32))
+    assert sorted(p.name for p in folder.iterdir()) == ["Synth_00000", "Synth_00001"]
+    assert (folder / "Synth_00000" / "Synth_00000_seg.nii.gz").read_bytes() == first
+    import nibabel as nib
+    import numpy as np
+
+    write_dataset(tmp_path / "ref", 2, seed=7, shape=(48, 48, 32))
+    got = np.asarray(nib.load(folder / "Synth_00001" / "Synth_00001_flair.nii.gz").dataobj)
+    ref = np.asarray(nib.load(tmp_path / "ref" / "Synth_00001" / "Synth_00001_flair.nii.gz").dataobj)
+    assert np.array_equal(got, ref) and got.std() > 0
+
+
+def test_bench_models_per_case_table_pairs_sizes_with_dice(tmp_path):
+    """The per-case table reads each case's volumes from metadata.json and averages one model's Dice over subsets."""
+    import json
+
+    mod = _script("bench_models")
+    for cid, wt in (("Synth_00000", 2.0), ("Synth_00001", 80.0)):
+        (tmp_path / cid).mkdir()
+        (tmp_path / cid / "metadata.json").write_text(json.dumps({"volumes_ml": {"WT": wt, "TC": wt / 2, "ET": 0.0}}))
+    recs = [dict(method="m", case_id="Synth_00000", subset_code=c, region=r, dice=d)
+            for c, d in (("1000", 0.2), ("1111", 0.6)) for r in ("WT", "TC", "ET")]
+    recs += [dict(method="m", case_id="Synth_00001", subset_code="1111", region=r, dice=0.9) for r in ("WT", "TC", "ET")]
+    recs += [dict(method="other", case_id="Synth_00001", subset_code="1111", region="WT", dice=0.0)]
+    rows = [ln for ln in mod.per_case_table(recs, tmp_path, "m") if ln.startswith("| Synth")]
+    assert rows == ["| Synth_00000 | 2.0 | 1.0 | 0.0 | 0.400 | 0.400 | 0.400 |",
+                    "| Synth_00001 | 80.0 | 40.0 | 0.0 | 0.900 | 0.900 | 0.900 |"]
