@@ -264,7 +264,7 @@ def export(args) -> None:
                      f"on {GPU_DATA.format(cases=stage_cfg['cases'])} (command: {gpu_command(stage_cfg)}).")
             hardware += f"; GPU stage {j}: 1 x H100, {minutes_j:.1f} min"
             run = stage
-        checkpoint = run
+        checkpoint, n_post = run, 0
         for j, stage_cfg in enumerate(POST_GPU_STAGES.get(name, []), start=1):
             stage = post_stage_run(args.work, name, j)
             if not (stage / stage_cfg["checkpoint"]).is_file():
@@ -278,9 +278,10 @@ def export(args) -> None:
                      f"(seed 3000, generated on the CPU); exported from {stage_cfg['checkpoint']} "
                      f"(command: {post_command(name, stage_cfg)}).")
             hardware += f"; post-GPU CPU stage {j}: 2 torch threads, ~{minutes_j:.0f} min"
-            run = stage
+            run, n_post = stage, j
             checkpoint = stage / stage_cfg["checkpoint"]
-        desc += (f" {total} steps in all" + (" (CPU stages 2-6 and the post-GPU CPU stage too: a larger budget than the other bundled models)."
+        post_text = {0: "", 1: " and the post-GPU CPU stage"}.get(n_post, f" and the {n_post} post-GPU CPU stages")
+        desc += (f" {total} steps in all" + (f" (CPU stages 2-6{post_text} too: a larger budget than the other bundled models)."
                                             if name in FINETUNE else ", the same CPU and GPU stages as the other six "
                                             "non-default models (their GPU steps differ: same minutes, different step times)."))
         desc += (" The GPU stages were short (minutes of a 30-minute device lease), not a full GPU-scale training."
