@@ -21,29 +21,30 @@ REAL = ROOT.parent / "shared" / "data" / "real" / "brats2013-flair-t1c"
 OUT_MD = ROOT / "docs" / "bench-models.md"
 
 
-def per_subset_means(records: list[dict], model: str) -> dict[str, dict[str, float]]:
+def group_means(records: list[dict], model: str, key: str) -> dict[str, dict[str, float]]:
+    """One model's mean Dice per region, grouped by ``key`` ("subset_code": over cases; "case_id": over subsets)."""
     acc: dict[str, dict[str, list[float]]] = {}
     for r in records:
         if r["method"] == model:
-            acc.setdefault(r["subset_code"], {}).setdefault(r["region"], []).append(r["dice"])
-    return {code: {reg: round(sum(v) / len(v), 4) for reg, v in regs.items()} for code, regs in acc.items()}
+            acc.setdefault(r[key], {}).setdefault(r["region"], []).append(r["dice"])
+    return {k: {reg: sum(v) / len(v) for reg, v in regs.items()} for k, regs in acc.items()}
+
+
+def per_subset_means(records: list[dict], model: str) -> dict[str, dict[str, float]]:
+    return {code: {reg: round(d, 4) for reg, d in regs.items()} for code, regs in group_means(records, model, "subset_code").items()}
 
 
 def per_case_table(phantom: list[dict], folder: Path, model: str) -> list[str]:
     """The held-out cases' tumour sizes beside one model's per-case Dice (mean over the 15 subsets), so the
     reader sees how much the mean depends on small lesions (Dice of a 1 mL lesion is unforgiving)."""
-    acc: dict[str, dict[str, list[float]]] = {}
-    for r in phantom:
-        if r["method"] == model:
-            acc.setdefault(r["case_id"], {}).setdefault(r["region"], []).append(r["dice"])
+    per_case = group_means(phantom, model, "case_id")
     out = [f"## Held-out phantom cases: tumour size and {model} Dice per case", "",
            "Volumes from each case's metadata.json; Dice: mean over the 15 subsets for that case. ET Dice is 1 for a "
            "non-enhancing case only when the model predicts no ET at all.", "",
            "| case | WT mL | TC mL | ET mL | WT | TC | ET |", "|---|--:|--:|--:|--:|--:|--:|"]
-    for cid in sorted(acc):
+    for cid, d in sorted(per_case.items()):
         meta = folder / cid / "metadata.json"
         vol = json.loads(meta.read_text()).get("volumes_ml", {}) if meta.exists() else {}
-        d = {reg: sum(v) / len(v) for reg, v in acc[cid].items()}
         out.append(f"| {cid} | " + " | ".join(f"{vol.get(r, float('nan')):.1f}" for r in ("WT", "TC", "ET")) + " | "
                    + " | ".join(f"{d.get(r, float('nan')):.3f}" for r in ("WT", "TC", "ET")) + " |")
     return out + [""]
@@ -96,8 +97,8 @@ def main() -> None:
              f"- held-out phantoms: {n_cases} cases, 240x240x155 at 1 mm, seeds 900000+ (never used for training), "
              "mean over cases; Dice 1 when prediction and truth are both empty (BraTS convention)", ""]
     lines += summary_table(ph["records"], real["records"] if real else None, specs)
-    names = [resolve(s).name for s in specs]
-    lines += per_case_table(ph["records"], phantoms, default_model_name() if default_model_name() in names else names[0])
+    names, default = [resolve(s).name for s in specs], default_model_name()
+    lines += per_case_table(ph["records"], phantoms, default if default in names else names[0])
     lines += ["## Held-out phantoms, all 15 subsets", ""]
     rep = (args.work / "phantom-report" / "report.md").read_text()
     lines += [rep.replace("# ", "### ", 1), ""]

@@ -280,7 +280,7 @@ def export(args) -> None:
             hardware += f"; post-GPU CPU stage {j}: 2 torch threads, ~{minutes_j:.0f} min"
             run, n_post = stage, j
             checkpoint = stage / stage_cfg["checkpoint"]
-        post_text = {0: "", 1: " and the post-GPU CPU stage"}.get(n_post, f" and the {n_post} post-GPU CPU stages")
+        post_text = f" and the post-GPU CPU stage{'s' if n_post > 1 else ''}" if n_post else ""
         desc += (f" {total} steps in all" + (f" (CPU stages 2-6{post_text} too: a larger budget than the other bundled models)."
                                             if name in FINETUNE else ", the same CPU and GPU stages as the other six "
                                             "non-default models (their GPU steps differ: same minutes, different step times)."))
