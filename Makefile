@@ -25,10 +25,11 @@ demo: install
 test: install
 	$(PY) -m pytest -q
 
-# every weights-dependent table of docs/benchmarks.md with the current weights (long: ~1 h on a 2-core CPU; run it on
+# every weights-dependent table of docs/benchmarks.md with the current weights (long: ~2 h on a 2-core CPU; run it on
 # an idle machine, the timings are reported)
 bench: install
 	$(PY) benchmarks/bench_models.py --update-cards
+	$(PY) benchmarks/bench_et_threshold.py
 	$(PY) benchmarks/sim2real.py --weights weights/a2fseg-cpu.safetensors --note "bundled default as segment runs it"
 	$(PY) benchmarks/bench_subsets_real.py
 	$(PY) benchmarks/bench_segment.py

@@ -95,7 +95,9 @@ def main() -> None:
              f"- date: {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC; machine: {platform.machine()}, {os.cpu_count()} "
              f"cores (CPU); total {minutes:.1f} min (results cached in --work by weights SHA-256 are reused)", f"- command: `python benchmarks/bench_models.py{' --update-cards' if args.update_cards else ''}`",
              f"- held-out phantoms: {n_cases} cases, 240x240x155 at 1 mm, seeds 900000+ (never used for training), "
-             "mean over cases; Dice 1 when prediction and truth are both empty (BraTS convention)", ""]
+             "mean over cases; Dice 1 when prediction and truth are both empty (BraTS convention)",
+             f"- post-processing as `segment` does by default: tumour islands under {BenchmarkOptions.min_component_fraction:g} "
+             f"of the largest removed, ET totalling under {BenchmarkOptions.min_et_voxels} voxels relabelled NCR", ""]
     lines += summary_table(ph["records"], real["records"] if real else None, specs)
     names, default = [resolve(s).name for s in specs], default_model_name()
     lines += per_case_table(ph["records"], phantoms, default if default in names else names[0])
@@ -114,7 +116,7 @@ def main() -> None:
             rw = resolve(spec)
             metrics = dict(rw.meta.get("metrics") or {})
             metrics["expected_dice"] = per_subset_means(ph["records"], rw.name)
-            metrics["expected_dice_source"] = f"{n_cases} held-out phantoms, mean over cases"
+            metrics["expected_dice_source"] = f"{n_cases} held-out phantoms, mean over cases, post-processed as segment does"
             if real:
                 m = per_subset_means(real["records"], rw.name).get("0101")
                 if m:

@@ -4,7 +4,7 @@
 
 Phantom tables cover all 15 subsets but phantoms are not patients; the labelled real cases here only have T1c and
 FLAIR. Two real-scan views of the missing-modality behaviour, both through the benchmark's own per-subset path
-(`mmtumor.benchmark.predict_subset`, island removal as `segment` does by default):
+(`mmtumor.benchmark.predict_subset`, post-processing as `segment` does by default):
 
 1. Labelled real cases (BraTS 2013, T1c+FLAIR): Dice for T1c alone, FLAIR alone and both.
 2. A real case with all four modalities and no reference (BraTS-GLI-00001-000): every one of the 15 subsets, its
@@ -87,7 +87,8 @@ def main() -> None:
              f"- date: {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC; machine: {platform.machine()}, "
              f"{os.cpu_count()} cores, {args.threads} torch threads, CPU; {minutes:.1f} min",
              f"- command: `python benchmarks/bench_subsets_real.py --weights {args.weights}` (weights: {rw.name}; "
-             f"the benchmark's per-subset path, island removal {opts.min_component_fraction:g} as `segment` does)",
+             f"the benchmark's per-subset path, island removal {opts.min_component_fraction:g} and small-ET relabelling "
+             f"{opts.min_et_voxels} voxels as `segment` does)",
              "- validation only: these cases are never trained on", "",
              f"## Labelled real cases (BraTS 2013, {len(dices['0101'])} cases): Dice by available modalities", "",
              "| modalities shown | WT | TC | ET |", "|---|--:|--:|--:|"]

@@ -6,7 +6,8 @@ Regenerate every table that depends on the weights (model tables and cards, real
 timings), then this page: ``make bench``. Everything, also the weight-independent tables (long; the figures carry
 their own machine/command/date lines):
     python benchmarks/bench_synth.py && python benchmarks/bench_convert.py && python benchmarks/bench_preprocess.py \
-      && python benchmarks/bench_models.py && python benchmarks/sim2real.py --weights default --note "bundled default" \
+      && python benchmarks/bench_models.py && python benchmarks/bench_et_threshold.py \
+      && python benchmarks/sim2real.py --weights default --note "bundled default" \
       && python benchmarks/bench_subsets_real.py \
       && python benchmarks/collect.py
 """
@@ -16,7 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
-ORDER = ["bench-models.md", "bench-sim2real.md", "bench-subsets-real.md", "bench-synth.md", "bench-convert.md", "bench-preprocess.md", "bench-train.md",
+ORDER = ["bench-models.md", "bench-sim2real.md", "bench-et-threshold.md", "bench-subsets-real.md", "bench-synth.md", "bench-convert.md", "bench-preprocess.md", "bench-train.md",
          "bench-segment.md"]
 
 

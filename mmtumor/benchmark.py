@@ -24,7 +24,8 @@ from .errors import InputError, MmtumorError
 from .io.dataset import Case, find_cases, load_case, load_or_create_manifest, cases_from_manifest
 from .io.nifti import voxel_spacing
 from .labels import regions_to_labels
-from .metrics import check_component_fraction, drop_small_components, relabel_small_et
+from .metrics import (DEFAULT_MIN_ET_VOXELS, check_component_fraction, check_min_et_voxels, drop_small_components,
+                      relabel_small_et)
 from .modalities import Subset, parse_subsets
 
 
@@ -36,7 +37,7 @@ class BenchmarkOptions:
     speed: bool = False
     device: str = "auto"
     overlap: float = 0.5
-    min_et_voxels: int = 0
+    min_et_voxels: int = DEFAULT_MIN_ET_VOXELS  # as segment does by default (metrics.relabel_small_et); 0 = off
     min_component_fraction: float = 0.2  # as segment does by default (metrics.drop_small_components); 0 = off
     max_cases: int | None = None
     reference: str | None = None  # CSV of published Dice (method,subset,region,dice %), see report.load_reference_csv
@@ -163,6 +164,7 @@ def run_benchmark(data_dir: Path | str, weights: Sequence[str | None], report_di
     report_dir.mkdir(parents=True, exist_ok=True)
     subsets = parse_subsets(opts.subsets)
     check_component_fraction(opts.min_component_fraction)
+    check_min_et_voxels(opts.min_et_voxels)
     reference = load_reference_csv(opts.reference) if opts.reference else None  # fail before the long sweep
     cases = select_cases(data_dir, opts.split, report_dir)
     if opts.max_cases:
@@ -262,6 +264,7 @@ def run_benchmark(data_dir: Path | str, weights: Sequence[str | None], report_di
     meta_out = {"title": "mmtumor missing-modality benchmark", "data": str(data_dir), "split": opts.split,
                 "cases": len(cases), "subsets": [s.code for s in subsets], "weights": model_names, "device": str(device),
                 "tta": opts.tta, "overlap": opts.overlap, "min_component_fraction": opts.min_component_fraction,
+                "min_et_voxels": opts.min_et_voxels,
                 "torch": torch.__version__, "python": platform.python_version(),
                 "platform": platform.platform(), "failures": len(failures), "dataset": _dataset_name(cases)}
     files = write_report(records, report_dir, speed or None, meta_out, reference=reference)

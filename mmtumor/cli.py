@@ -15,6 +15,7 @@ from rich.table import Table
 
 from . import __version__
 from .errors import MmtumorError
+from .metrics import DEFAULT_MIN_ET_VOXELS
 
 CONTEXT = {"help_option_names": ["-h", "--help"]}
 app = typer.Typer(
@@ -151,7 +152,8 @@ def segment(
     output_type: str = typer.Option("nifti", "--output-type", help="nifti, or dicom-seg (adds a DICOM SEG)."),
     skull_strip: str = typer.Option("auto", "--skull-strip", help="auto, yes or no."),
     n4: bool = typer.Option(False, "--n4", help="N4 bias-field correction."),
-    min_et_voxels: int = typer.Option(0, "--min-et-voxels", help="Relabel enhancing tumour smaller than N voxels as necrosis (0 = off)."),
+    min_et_voxels: int = typer.Option(DEFAULT_MIN_ET_VOXELS, "--min-et-voxels", help="Relabel enhancing tumour totalling fewer than N voxels "
+                                        "(1 mm working grid) as necrosis (0 = off)."),
     min_component_fraction: float = typer.Option(0.2, "--min-component-fraction", help="Remove tumour islands smaller than "
                                                  "this fraction of the largest tumour component (0 = keep every island)."),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="Only errors."),
@@ -314,7 +316,8 @@ def benchmark(
     speed: bool = typer.Option(False, "--speed", help="Also measure latency and peak memory."),
     device: str = typer.Option("auto", "-d", "--device", help="auto, cpu, cuda, cuda:N or mps."),
     max_cases: Optional[int] = typer.Option(None, "--max-cases", help="Use at most N cases."),
-    min_et_voxels: int = typer.Option(0, "--min-et-voxels", help="ET post-processing: relabel ET below N voxels (marked in the report)."),
+    min_et_voxels: int = typer.Option(DEFAULT_MIN_ET_VOXELS, "--min-et-voxels", help="Relabel ET totalling fewer than N voxels as "
+                                        "necrosis, as segment does (0 = off)."),
     min_component_fraction: float = typer.Option(0.2, "--min-component-fraction", help="Remove tumour islands smaller than "
                                                  "this fraction of the largest, as segment does (0 = off)."),
     reference: Optional[Path] = typer.Option(None, "--reference", help="Published Dice to show beside ours: CSV with "

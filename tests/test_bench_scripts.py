@@ -127,3 +127,14 @@ def test_bench_models_per_case_table_pairs_sizes_with_dice(tmp_path):
     rows = [ln for ln in mod.per_case_table(recs, tmp_path, "m") if ln.startswith("| Synth")]
     assert rows == ["| Synth_00000 | 2.0 | 1.0 | 0.0 | 0.400 | 0.400 | 0.400 |",
                     "| Synth_00001 | 80.0 | 40.0 | 0.0 | 0.900 | 0.900 | 0.900 |"]
+
+
+def test_et_threshold_scores_weight_subsets_equally_and_filter_rows():
+    score_rows = _script("bench_et_threshold").score_rows
+    rows = [{"subset": "0100", "case": "a", "et": {"0": 0.0, "100": 1.0}},
+            {"subset": "0100", "case": "b", "et": {"0": 1.0, "100": 1.0}},
+            {"subset": "1111", "case": "a", "et": {"0": 0.2, "100": 0.4}}]
+    # mean over subsets of the per-subset case means: (0.5 + 0.2) / 2 and (1.0 + 0.4) / 2
+    assert score_rows(rows, (0, 100)) == [0.35, 0.7]
+    assert score_rows(rows, (0, 100), lambda r: r["case"] == "b") == [1.0, 1.0]
+    assert all(v != v for v in score_rows(rows, (0,), lambda r: False))  # nothing left: NaN, not a crash

@@ -218,11 +218,13 @@ def test_predict_subset_is_the_sweeps_path_and_hidden_modalities_do_not_leak(set
 def test_inference_tag_separates_prediction_options_and_keeps_default_keys():
     from mmtumor.benchmark import BenchmarkOptions, inference_tag
 
-    plain = BenchmarkOptions(min_component_fraction=0)
+    plain = BenchmarkOptions(min_component_fraction=0, min_et_voxels=0)
     assert inference_tag(plain) == ""  # plain predictions keep the keys caches had before post-processing existed
-    assert inference_tag(BenchmarkOptions()) == "-cc0.2"  # the default island removal is never mistaken for plain
-    assert inference_tag(BenchmarkOptions(min_component_fraction=0, speed=True, split="all", subsets="0101")) == ""
+    # the default post-processing (island removal, small-ET relabelling) is never mistaken for plain
+    assert inference_tag(BenchmarkOptions()) == "-cc0.2-et100"
+    assert inference_tag(BenchmarkOptions(min_component_fraction=0, min_et_voxels=0, speed=True, split="all",
+                                          subsets="0101")) == ""
     tags = {inference_tag(BenchmarkOptions(tta=True)), inference_tag(BenchmarkOptions(overlap=0.25)),
-            inference_tag(BenchmarkOptions(min_et_voxels=10)), inference_tag(BenchmarkOptions(tta=True, overlap=0.25)),
+            inference_tag(BenchmarkOptions(min_et_voxels=0)), inference_tag(BenchmarkOptions(tta=True, overlap=0.25)),
             inference_tag(BenchmarkOptions()), inference_tag(BenchmarkOptions(min_component_fraction=0.5))}
     assert len(tags) == 6 and "" not in tags

@@ -79,6 +79,7 @@ def test_nifti_folder_outputs_in_native_space(phantom_dir, tiny_weights, tmp_pat
     assert report["weights"]["name"] == "tinyunet" and report["weights"]["sha256"]
     assert report["options"]["tta"] is False  # mirroring TTA is opt-in (no gain for the bundled default)
     assert report["options"]["min_component_fraction"] == 0.2  # island removal is on by default, and recorded
+    assert report["options"]["min_et_voxels"] == 100  # so is the small-ET relabelling (metrics.DEFAULT_MIN_ET_VOXELS)
     assert (out / "preview.png").stat().st_size > 1000 and (out / "volumes.csv").exists()
     prob = nib.load(str(out / "probabilities.nii.gz"))
     assert prob.shape == (*ref.shape, 3)
@@ -152,6 +153,8 @@ def test_bad_inputs_are_one_line_errors(tmp_path, tiny_weights):
     assert r.exit_code == 1 and "--t1c" in r.output
     r = runner.invoke(app, ["segment", str(tmp_path / "empty"), "--weights", str(tiny_weights), "--min-component-fraction", "2"])
     assert r.exit_code == 1 and "--min-component-fraction" in r.output and "Traceback" not in r.output
+    r = runner.invoke(app, ["segment", str(tmp_path / "empty"), "--weights", str(tiny_weights), "--min-et-voxels", "-5"])
+    assert r.exit_code == 1 and "--min-et-voxels must be >= 0" in r.output and "Traceback" not in r.output
 
 
 # ------------------------------------------------------------------- quality, with the bundled default weights

@@ -20,7 +20,7 @@ import numpy as np
 from ..errors import InputError
 from ..io.nifti import read_nifti, write_nifti
 from ..labels import from_internal, parse_scheme, regions_to_labels
-from ..metrics import check_component_fraction
+from ..metrics import DEFAULT_MIN_ET_VOXELS, check_component_fraction, check_min_et_voxels
 from ..modalities import MODALITIES, subset_from_modalities
 from .inputs import PatientInput
 
@@ -39,7 +39,7 @@ class SegmentOptions:
     output_type: str = "nifti"  # nifti | dicom-seg
     skull_strip: str | bool = "auto"
     n4: bool = False
-    min_et_voxels: int = 0  # ET smaller than this (in total) becomes NCR; 0 = off
+    min_et_voxels: int = DEFAULT_MIN_ET_VOXELS  # ET smaller than this (in total) becomes NCR; 0 = off (metrics.py: why)
     # tumour components below this fraction of the largest are removed (metrics.drop_small_components); 0 = off.
     # On the six real validation cases it removes false-positive islands: Dice +0.04 / +0.08 / +0.05 (docs/segment.md)
     min_component_fraction: float = 0.2
@@ -71,6 +71,7 @@ class Predictor:
         if self.options.output_type not in ("nifti", "dicom-seg"):
             raise InputError(f"unknown output type '{self.options.output_type}' (nifti or dicom-seg)")
         check_component_fraction(self.options.min_component_fraction)
+        check_min_et_voxels(self.options.min_et_voxels)
         parse_scheme(self.options.label_scheme)
         if self.options.label_scheme == "brats2013":
             raise InputError("output label scheme must be brats2021 or brats2023")
