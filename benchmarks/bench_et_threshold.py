@@ -48,8 +48,8 @@ def main() -> None:
 
     from mmtumor.benchmark import BenchmarkOptions, default_phantoms, predict_subset
     from mmtumor.io.dataset import find_cases, load_case
-    from mmtumor.labels import labels_to_regions
-    from mmtumor.metrics import DEFAULT_MIN_ET_VOXELS, dice, relabel_small_et
+    from mmtumor.labels import ET, labels_to_regions
+    from mmtumor.metrics import DEFAULT_MIN_ET_VOXELS, dice, relabel_small_et, volumes_ml
     from mmtumor.modalities import SUBSETS, parse_subsets
     from mmtumor.weights import load_model, resolve
 
@@ -73,13 +73,13 @@ def main() -> None:
         for case in find_cases(folder, require_label=True):
             lc = load_case(case)
             ref_et = labels_to_regions(lc.label)[2].astype(bool)
-            voxel_ml = float(abs(np.linalg.det(lc.affine[:3, :3]))) / 1000
+            true_et_ml = volumes_ml(lc.label, lc.affine)["ET"]
             for s in subsets:
                 pred = predict_subset(model, meta, lc.image, lc.present, lc.affine, s, "cpu", opts)
                 et = {str(t): dice(labels_to_regions(relabel_small_et(pred, t))[2].astype(bool), ref_et) for t in THRESHOLDS}
                 rows.append({"set": tag, "case": case.case_id, "subset": s.code, "true_et_voxels": int(ref_et.sum()),
-                             "true_et_ml": round(float(ref_et.sum()) * voxel_ml, 2),
-                             "pred_et_voxels": int((pred == 4).sum()), "et": et})
+                             "true_et_ml": round(true_et_ml, 2),
+                             "pred_et_voxels": int((pred == ET).sum()), "et": et})
             print(tag, case.case_id, flush=True)
 
     sweep(args.real, parse_subsets("0100,0001,0101"), "real")
