@@ -126,6 +126,10 @@ def _render_volumes(report: dict) -> None:
         out.print("expected Dice for this subset (model card, phantoms): " + ", ".join(f"{k} {e[k]:.2f}" for k in e))
     for k, pth in report["outputs"].items():
         out.print(f"  {k}: {pth}")
+    shown = set(report["input"].get("warnings", []))  # input warnings were printed with the detections
+    for w in report["warnings"]:
+        if w not in shown:
+            err.print(f"[yellow]warning:[/] {escape(w)}")
 
 
 @app.command()

@@ -157,6 +157,25 @@ def test_bad_inputs_are_one_line_errors(tmp_path, tiny_weights):
     assert r.exit_code == 1 and "--min-et-voxels must be >= 0" in r.output and "Traceback" not in r.output
 
 
+def test_small_et_relabelling_is_reported_and_keeps_tumour_core(phantom_dir, tiny_weights, tmp_path):
+    """The user is told when the small-ET rule changed the answer, with the voxel count, and TC/WT stay the same."""
+    case = phantom_dir / "Synth_00000"
+    reports = {}
+    for thr in (0, 10**9):  # off, and a threshold above any possible ET: all ET must become NCR
+        r = _segment([case, "-o", tmp_path / str(thr), "--min-et-voxels", thr], tiny_weights)
+        assert r.exit_code == 0, r.output
+        reports[thr] = (json.loads((tmp_path / str(thr) / "report.json").read_text()), r.output)
+    (off, out_off), (on, out_on) = reports[0], reports[10**9]
+    assert off["volumes_ml"]["ET"] > 0, "the fixture model must predict some ET for this test to mean anything"
+    assert off["postprocessing"]["et_voxels_relabelled_ncr"] == 0 and "relabelled" not in out_off
+    assert on["volumes_ml"]["ET"] == 0
+    assert on["volumes_ml"]["TC"] == pytest.approx(off["volumes_ml"]["TC"]) and on["volumes_ml"]["WT"] == pytest.approx(off["volumes_ml"]["WT"])
+    n = on["postprocessing"]["et_voxels_relabelled_ncr"]
+    assert n > 0 and any(f"enhancing tumour of {n} voxels" in w for w in on["warnings"])
+    assert "relabelled as necrosis" in " ".join(out_on.split())  # shown on the console, not only in report.json
+    assert on["input"]["warnings"] == off["input"]["warnings"]
+
+
 # ------------------------------------------------------------------- quality, with the bundled default weights
 def _bundled_default():
     from mmtumor.weights import default_model_name

@@ -19,7 +19,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..io.nifti import read_nifti, write_nifti
-from ..labels import from_internal, parse_scheme, regions_to_labels
+from ..labels import ET, from_internal, parse_scheme, regions_to_labels
 from ..metrics import DEFAULT_MIN_ET_VOXELS, check_component_fraction, check_min_et_voxels
 from ..modalities import MODALITIES, subset_from_modalities
 from .inputs import PatientInput
@@ -136,10 +136,19 @@ class Predictor:
         step("inference")
         t = time.perf_counter()
         labels = regions_to_labels(probs > 0.5)
+        # what post-processing changed, in working-grid voxels (report.json "postprocessing")
+        postprocessing = {"island_voxels_removed": 0, "et_voxels_relabelled_ncr": 0}
         if opts.min_component_fraction > 0:
+            before = int(np.count_nonzero(labels))
             labels = drop_small_components(labels, opts.min_component_fraction)
+            postprocessing["island_voxels_removed"] = before - int(np.count_nonzero(labels))
         if opts.min_et_voxels > 0:
+            et_before = int(np.count_nonzero(labels == ET))
             labels = relabel_small_et(labels, opts.min_et_voxels)
+            postprocessing["et_voxels_relabelled_ncr"] = et_before - int(np.count_nonzero(labels == ET))
+            if postprocessing["et_voxels_relabelled_ncr"]:
+                warnings.append(_et_relabel_warning(postprocessing["et_voxels_relabelled_ncr"], pre.spacing,
+                                                    opts.min_et_voxels))
         native = to_native(labels, pre, order=0).astype(np.uint8)
         ref = read_nifti(patient.images[pre.reference], dtype=None)
         if native.shape != ref.data.shape:
@@ -185,7 +194,8 @@ class Predictor:
         report = {
             "mmtumor_version": _version(),
             "patient": patient.name,
-            "input": {"source": patient.source, "images": {m.value: str(p) for m, p in patient.images.items()}},
+            "input": {"source": patient.source, "images": {m.value: str(p) for m, p in patient.images.items()},
+                      "warnings": list(patient.warnings)},
             "detections": patient.detections,
             "modality_subset": {"code": subset.code, "name": subset.name},
             "preprocessing": {"steps": pre.steps, "reference": pre.reference.value, "brats_preprocessed": pre.brats_preprocessed,
@@ -198,6 +208,7 @@ class Predictor:
             "label_scheme": opts.label_scheme,
             "labels": ({"1": "NCR/NET", "2": "ED", "4": "ET"} if opts.label_scheme == "brats2021" else {"1": "NETC", "2": "SNFH", "3": "ET"}),
             "volumes_ml": volumes,
+            "postprocessing": postprocessing,
             "timings_s": timings,
             "warnings": warnings,
             "outputs": outputs,
@@ -206,6 +217,13 @@ class Predictor:
         _atomic_text(out_dir / "report.json", json.dumps(report, indent=2, default=str))
         report["outputs"]["report"] = str(out_dir / "report.json")
         return report
+
+
+def _et_relabel_warning(voxels: int, spacing, min_et_voxels: int) -> str:
+    """Say so when the small-ET rule changed the answer: a clinician must know that a tiny enhancing focus was seen."""
+    ml = voxels * float(np.prod(np.broadcast_to(np.asarray(spacing, dtype=np.float64), (3,)))) / 1000.0
+    return (f"enhancing tumour of {voxels} voxels ({ml:.2f} mL) was below --min-et-voxels {min_et_voxels} "
+            f"and was relabelled as necrosis/non-enhancing core (tumour core unchanged); --min-et-voxels 0 keeps it")
 
 
 def _version() -> str:
