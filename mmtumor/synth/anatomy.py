@@ -27,6 +27,12 @@ REF_AFFINE = np.array([[1.0, 0, 0, -120.0], [0, 1.0, 0, -137.0], [0, 0, 1.0, -73
 REF_CENTRE = np.array([119.5, 119.5, 78.0])
 #: choroid plexus glomera in the atria of the lateral ventricles (MNI mm), where T1c shows them brightly.
 _PLEXUS_MNI = ((27.0, -40.0, 12.0), (-27.0, -40.0, 12.0), (20.0, -30.0, 18.0), (-20.0, -30.0, 18.0))
+#: dural venous sinuses (MNI mm): straight sinus and the two transverse sinuses, ending at the confluence (torcular);
+#: the superior sagittal sinus is traced along the midline brain surface (_sinus_map). Every T1c shows them brightly
+#: and skull stripping leaves parts of them, so a model must learn that they are not enhancing tumour.
+_STRAIGHT_SINUS_MNI = ((0.0, -50.0, 4.0), (0.0, -70.0, 0.0), (0.0, -88.0, -4.0))
+_TRANSVERSE_SINUS_MNI = ((0.0, -96.0, -6.0), (22.0, -96.0, -10.0), (40.0, -88.0, -16.0), (52.0, -72.0, -22.0),
+                         (54.0, -55.0, -30.0), (46.0, -42.0, -40.0))
 
 
 @dataclass(frozen=True)
@@ -37,6 +43,7 @@ class Templates:
     wm: np.ndarray
     csf: np.ndarray
     plexus: np.ndarray  # smooth 0..1 weight near the choroid plexus (multiplied by CSF later)
+    sinus: np.ndarray  # 0..1 tubes of the dural venous sinuses at the brain's midline and tentorial edges
     deep: np.ndarray  # smooth 0..1 weight of deep grey nuclei (basal ganglia, thalamus; multiplied by GM later)
 
 
@@ -107,9 +114,61 @@ def _prepare_templates() -> Templates:
     deep = np.clip((inner - 0.5) * 4.0, 0.0, 1.0) * (gm > 0.3)
     deep[:, :, :50] = 0.0
     deep = ndi.gaussian_filter(deep.astype(np.float32), 2.0)
-    for a in (gm, wm, csf, plexus, deep):
+    sinus = _sinus_map(gm + wm + csf > 0.5)
+    for a in (gm, wm, csf, plexus, deep, sinus):
         a.setflags(write=False)
-    return Templates(gm=gm, wm=wm, csf=csf, plexus=plexus, deep=deep)
+    return Templates(gm=gm, wm=wm, csf=csf, plexus=plexus, deep=deep, sinus=sinus)
+
+
+def _sinus_path_sagittal(mask: np.ndarray) -> np.ndarray:
+    """Superior sagittal sinus: points (voxels) 3 mm inside the midline brain outline, from the frontal lobe over
+    the vertex to the occipital pole, found by casting rays in the mid-sagittal plane."""
+    inv = np.linalg.inv(REF_AFFINE)
+    x0 = int(round((inv @ np.array([0.0, 0.0, 0.0, 1.0]))[0]))
+    plane = mask[x0 - 2:x0 + 3].any(axis=0)  # the fissure itself is CSF; a 5 mm slab gives the outline
+    centre = (inv @ np.array([0.0, -20.0, 10.0, 1.0]))[1:3]
+    pts = []
+    for ang in np.deg2rad(np.arange(20.0, 195.0, 2.5)):  # from frontal over the vertex down to the confluence
+        d = np.array([np.cos(ang), np.sin(ang)])  # unit vector in (y, z): 0 = anterior, 90 = up, 180 = posterior
+        r = np.arange(0.0, 140.0, 0.5)
+        yz = centre[None] + r[:, None] * d[None]
+        ok = (yz >= 0).all(1) & (yz[:, 0] < plane.shape[0] - 1) & (yz[:, 1] < plane.shape[1] - 1)
+        inside = np.zeros(len(r), bool)
+        idx = np.rint(yz[ok]).astype(int)
+        inside[ok] = plane[idx[:, 0], idx[:, 1]]
+        if inside.any():
+            last = r[np.flatnonzero(inside)[-1]] - 3.0
+            pts.append([x0, *(centre + last * d)])
+    return np.array(pts)
+
+
+def _tube(shape: tuple[int, int, int], points: np.ndarray, radius: float) -> np.ndarray:
+    """Tube along a polyline (voxel coordinates): full weight within ~1.35 ``radius`` voxels, Gaussian edge."""
+    dense = [points[0]]
+    for a, b in zip(points[:-1], points[1:]):
+        n = max(1, int(np.ceil(np.linalg.norm(b - a) / 0.5)))
+        dense += [a + (b - a) * t for t in np.linspace(0.0, 1.0, n + 1)[1:]]
+    seeds = np.zeros(shape, bool)
+    idx = np.rint(np.array(dense)).astype(int)
+    idx = idx[np.all((idx >= 0) & (idx < np.array(shape)), axis=1)]
+    seeds[tuple(idx.T)] = True
+    dist = ndi.distance_transform_edt(~seeds)
+    return np.clip(2.5 * np.exp(-(dist**2) / (2 * radius**2)), 0.0, 1.0).astype(np.float32)  # solid core, soft edge
+
+
+def _sinus_map(mask: np.ndarray) -> np.ndarray:
+    """Dural venous sinuses on the reference grid (0..1): superior sagittal, straight, both transverse."""
+    inv = np.linalg.inv(REF_AFFINE)
+
+    def vox(mni):
+        return np.array([(inv @ np.array([*p, 1.0]))[:3] for p in mni])
+
+    tr = np.array(_TRANSVERSE_SINUS_MNI)
+    mirrored = tr * np.array([-1.0, 1.0, 1.0])
+    out = _tube(mask.shape, _sinus_path_sagittal(mask), 2.5)
+    for path, radius in ((vox(_STRAIGHT_SINUS_MNI), 2.0), (vox(tr), 2.5), (vox(mirrored), 2.5)):
+        out = np.maximum(out, _tube(mask.shape, path, radius))
+    return out
 
 
 # ------------------------------------------------------------------------------------------- grid

@@ -28,7 +28,7 @@ from .contrast import dura_map, render, sample_intensities, vessel_map
 from .fields import single_thread, upsample
 from .tumour import ED, ET, NCR, build_tumour, load_real_shapes, plan_lesions
 
-GENERATOR_VERSION = "1"
+GENERATOR_VERSION = "1.1"  # 1.1: dural venous sinuses (bright on T1c) in --randomize phantoms; canonical ones unchanged
 FORMATS = ("brats2020", "brats2023")
 _SUFFIX = {
     "brats2020": {Modality.T1: "_t1", Modality.T1C: "_t1ce", Modality.T2: "_t2", Modality.FLAIR: "_flair", "seg": "_seg"},
@@ -44,7 +44,8 @@ class SynthCase:
     label: np.ndarray
     affine: np.ndarray
     metadata: dict = field(default_factory=dict)
-    #: normal-tissue probability maps (gm, wm, csf) on the same grid, only with ``keep_tissues=True``
+    #: normal-tissue probability maps (gm, wm, csf) and the venous-sinus weight (sinus) on the same grid, only with
+    #: ``keep_tissues=True``
     tissues: dict[str, np.ndarray] | None = None
 
     @property
@@ -109,7 +110,11 @@ def _generate(seed: int, shape: tuple[int, int, int], randomize: bool, keep_tiss
     ana.MassEffect(centre=vc, length_mm=28.0, strength=ventricles).apply(low)
     box = ana.brain_box(low_maps["brain"], shape)
     coords = ana.full_coords(low, shape, box)
-    gm, wm, csf = ana.sample_maps([tpl.gm, tpl.wm, tpl.csf], coords)
+    # venous sinuses (version 1.1) only in domain-randomised phantoms, the training data: canonical phantoms (the
+    # held-out benchmark set) stay byte-identical to version 1. Thin, so sampled at full resolution.
+    maps = [tpl.gm, tpl.wm, tpl.csf] + ([tpl.sinus] if randomize else [])
+    gm, wm, csf, *rest = ana.sample_maps(maps, coords)
+    sinus = rest[0] if rest else np.zeros_like(gm)
     del coords
     # sulcal widening (atrophy): grey matter bordering CSF turns into CSF
     atrophy = float(rng.uniform(0.0, 0.6))
@@ -119,6 +124,8 @@ def _generate(seed: int, shape: tuple[int, int, int], randomize: bool, keep_tiss
     del eaten
     plexus_low, deep_low = ana.sample_maps([tpl.plexus, tpl.deep], low)
     plexus = upsample(plexus_low, shape, box) * csf * rng.uniform(0.5, 1.0)
+    # the sinuses' visibility (how much skull stripping left) has its own stream, so every other draw is as in version 1
+    sinus *= float(np.random.default_rng([seed, 2]).uniform(0.6, 1.0))
     deep = np.clip(upsample(deep_low, shape, box) * 1.5, 0.0, 1.0) * gm
     brain_prob = gm + wm + csf
     brain = brain_prob > 0.5
@@ -130,6 +137,9 @@ def _generate(seed: int, shape: tuple[int, int, int], randomize: bool, keep_tiss
     near = [(p.centre - origin) / spacing for p in plans if p.enhancing]
     vessels = vessel_map(rng, labels.shape, spacing, csf, brain, near, int(rng.integers(25, 70)))
     vessels[labels == ET] = 0
+    sinus = np.clip(sinus, 0.0, 1.0) * brain
+    sinus[labels > 0] = 0  # a tumour displaces the sinus; the labels stay the truth
+    vessels = np.maximum(vessels, sinus)
     dura = dura_map(rng, brain_prob, spacing)
     intens = sample_intensities(rng, randomize)
     render_params: dict = {}
@@ -176,7 +186,7 @@ def _generate(seed: int, shape: tuple[int, int, int], randomize: bool, keep_tiss
     tissues = None
     if keep_tissues:
         tissues = {}
-        for name, arr in (("gm", gm), ("wm", wm), ("csf", csf)):
+        for name, arr in (("gm", gm), ("wm", wm), ("csf", csf), ("sinus", sinus)):
             full = np.zeros(shape, np.float32)
             full[box] = arr
             tissues[name] = np.ascontiguousarray(full[::-1, ::-1])
