@@ -219,9 +219,9 @@ class Predictor:
         return report
 
 
-def _et_relabel_warning(voxels: int, spacing, min_et_voxels: int) -> str:
+def _et_relabel_warning(voxels: int, spacing: tuple[float, float, float], min_et_voxels: int) -> str:
     """Say so when the small-ET rule changed the answer: a clinician must know that a tiny enhancing focus was seen."""
-    ml = voxels * float(np.prod(np.broadcast_to(np.asarray(spacing, dtype=np.float64), (3,)))) / 1000.0
+    ml = voxels * float(np.prod(spacing)) / 1000.0  # spacing: the working grid's (x, y, z) voxel size in mm
     return (f"enhancing tumour of {voxels} voxels ({ml:.2f} mL) was below --min-et-voxels {min_et_voxels} "
             f"and was relabelled as necrosis/non-enhancing core (tumour core unchanged); --min-et-voxels 0 keeps it")
 

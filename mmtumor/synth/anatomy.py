@@ -122,7 +122,7 @@ def _prepare_templates() -> Templates:
 
 def _sinus_path_sagittal(mask: np.ndarray) -> np.ndarray:
     """Superior sagittal sinus: points (voxels) 3 mm inside the midline brain outline, from the frontal lobe over
-    the vertex to the occipital pole, found by casting rays in the mid-sagittal plane."""
+    the vertex down to the confluence above the cerebellum, found by casting rays in the mid-sagittal plane."""
     inv = np.linalg.inv(REF_AFFINE)
     x0 = int(round((inv @ np.array([0.0, 0.0, 0.0, 1.0]))[0]))
     plane = mask[x0 - 2:x0 + 3].any(axis=0)  # the fissure itself is CSF; a 5 mm slab gives the outline
