@@ -233,7 +233,8 @@ def test_venous_sinus_template_follows_the_anatomy():
     """The dural venous sinuses (generator version 1.1): midline superior sagittal sinus plus symmetric transverse
     sinuses, mostly inside the brain mask's edge, a few tens of mL."""
     tpl = anatomy.load_templates()
-    sinus = tpl.sinus > 0.5
+    template = anatomy.load_sinus_template()
+    sinus = template > 0.5
     brain = (tpl.gm + tpl.wm + tpl.csf) > 0.5
     assert 5.0 < sinus.sum() / 1000 < 40.0  # mL on the 1 mm grid
     assert (sinus & brain).sum() > 0.7 * sinus.sum()
@@ -246,7 +247,7 @@ def test_venous_sinus_template_follows_the_anatomy():
     assert mni[:, 2].max() > 60 and mni[:, 1].min() < -90  # reaches the vertex and the occipital confluence
     # the deep brain is free of it (the ventricles' centre)
     centre = np.rint(np.linalg.inv(anatomy.REF_AFFINE) @ np.array([0.0, -12.0, 14.0, 1.0]))[:3].astype(int)
-    assert tpl.sinus[tuple(centre)] == 0
+    assert template[tuple(centre)] == 0
 
 
 def test_venous_sinus_is_bright_on_t1c_only_and_never_tumour():

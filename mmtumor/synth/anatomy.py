@@ -43,7 +43,6 @@ class Templates:
     wm: np.ndarray
     csf: np.ndarray
     plexus: np.ndarray  # smooth 0..1 weight near the choroid plexus (multiplied by CSF later)
-    sinus: np.ndarray  # 0..1 tubes of the dural venous sinuses at the brain's midline and tentorial edges
     deep: np.ndarray  # smooth 0..1 weight of deep grey nuclei (basal ganglia, thalamus; multiplied by GM later)
 
 
@@ -114,10 +113,22 @@ def _prepare_templates() -> Templates:
     deep = np.clip((inner - 0.5) * 4.0, 0.0, 1.0) * (gm > 0.3)
     deep[:, :, :50] = 0.0
     deep = ndi.gaussian_filter(deep.astype(np.float32), 2.0)
-    sinus = _sinus_map(gm + wm + csf > 0.5)
-    for a in (gm, wm, csf, plexus, deep, sinus):
+    for a in (gm, wm, csf, plexus, deep):
         a.setflags(write=False)
-    return Templates(gm=gm, wm=wm, csf=csf, plexus=plexus, deep=deep, sinus=sinus)
+    return Templates(gm=gm, wm=wm, csf=csf, plexus=plexus, deep=deep)
+
+
+@lru_cache(maxsize=1)
+def load_sinus_template() -> np.ndarray:
+    """0..1 tubes of the dural venous sinuses on the reference grid (read-only). Separate from ``load_templates`` so
+    that only domain-randomised phantoms, the one user, pay its ~3 s per process."""
+    from .fields import single_thread
+
+    tpl = load_templates()
+    with single_thread():
+        sinus = _sinus_map(tpl.gm + tpl.wm + tpl.csf > 0.5)
+    sinus.setflags(write=False)
+    return sinus
 
 
 def _sinus_path_sagittal(mask: np.ndarray) -> np.ndarray:
@@ -142,33 +153,32 @@ def _sinus_path_sagittal(mask: np.ndarray) -> np.ndarray:
     return np.array(pts)
 
 
-def _tube(shape: tuple[int, int, int], points: np.ndarray, radius: float) -> np.ndarray:
-    """Tube along a polyline (voxel coordinates): full weight within ~1.35 ``radius`` voxels, Gaussian edge."""
-    dense = [points[0]]
-    for a, b in zip(points[:-1], points[1:]):
-        n = max(1, int(np.ceil(np.linalg.norm(b - a) / 0.5)))
-        dense += [a + (b - a) * t for t in np.linspace(0.0, 1.0, n + 1)[1:]]
+def _tubes(shape: tuple[int, int, int], polylines: list[np.ndarray], radius: float) -> np.ndarray:
+    """Tubes along polylines (voxel coordinates): full weight within ~1.35 ``radius`` voxels, Gaussian edge. One
+    distance transform for all of them: the weight falls with distance, so the nearest polyline decides."""
     seeds = np.zeros(shape, bool)
-    idx = np.rint(np.array(dense)).astype(int)
-    idx = idx[np.all((idx >= 0) & (idx < np.array(shape)), axis=1)]
-    seeds[tuple(idx.T)] = True
+    for points in polylines:
+        dense = [points[0]]
+        for a, b in zip(points[:-1], points[1:]):
+            n = max(1, int(np.ceil(np.linalg.norm(b - a) / 0.5)))
+            dense += [a + (b - a) * t for t in np.linspace(0.0, 1.0, n + 1)[1:]]
+        idx = np.rint(np.array(dense)).astype(int)
+        idx = idx[np.all((idx >= 0) & (idx < np.array(shape)), axis=1)]
+        seeds[tuple(idx.T)] = True
     dist = ndi.distance_transform_edt(~seeds)
     return np.clip(2.5 * np.exp(-(dist**2) / (2 * radius**2)), 0.0, 1.0).astype(np.float32)  # solid core, soft edge
 
 
 def _sinus_map(mask: np.ndarray) -> np.ndarray:
-    """Dural venous sinuses on the reference grid (0..1): superior sagittal, straight, both transverse."""
+    """Dural venous sinuses on the reference grid (0..1): superior sagittal, both transverse (one radius), straight."""
     inv = np.linalg.inv(REF_AFFINE)
 
     def vox(mni):
         return np.array([(inv @ np.array([*p, 1.0]))[:3] for p in mni])
 
-    tr = np.array(_TRANSVERSE_SINUS_MNI)
-    mirrored = tr * np.array([-1.0, 1.0, 1.0])
-    out = _tube(mask.shape, _sinus_path_sagittal(mask), 2.5)
-    for path, radius in ((vox(_STRAIGHT_SINUS_MNI), 2.0), (vox(tr), 2.5), (vox(mirrored), 2.5)):
-        out = np.maximum(out, _tube(mask.shape, path, radius))
-    return out
+    transverse = np.array(_TRANSVERSE_SINUS_MNI)
+    wide = _tubes(mask.shape, [_sinus_path_sagittal(mask), vox(transverse), vox(transverse * [-1.0, 1.0, 1.0])], 2.5)
+    return np.maximum(wide, _tubes(mask.shape, [vox(_STRAIGHT_SINUS_MNI)], 2.0))
 
 
 # ------------------------------------------------------------------------------------------- grid

@@ -112,7 +112,7 @@ def _generate(seed: int, shape: tuple[int, int, int], randomize: bool, keep_tiss
     coords = ana.full_coords(low, shape, box)
     # venous sinuses (version 1.1) only in domain-randomised phantoms, the training data: canonical phantoms (the
     # held-out benchmark set) stay byte-identical to version 1. Thin, so sampled at full resolution.
-    maps = [tpl.gm, tpl.wm, tpl.csf] + ([tpl.sinus] if randomize else [])
+    maps = [tpl.gm, tpl.wm, tpl.csf] + ([ana.load_sinus_template()] if randomize else [])
     gm, wm, csf, *rest = ana.sample_maps(maps, coords)
     sinus = rest[0] if rest else np.zeros_like(gm)
     del coords
