@@ -286,6 +286,8 @@ def train(
     seed: Optional[int] = typer.Option(None, help="Random seed."),
     val_every: Optional[int] = typer.Option(None, "--val-every", help="Validate every K epochs (0 = never)."),
     target_spacing: Optional[float] = typer.Option(None, "--target-spacing", help="Train at this isotropic voxel size in mm (e.g. 2 for CPU models)."),
+    soft_labels: Optional[bool] = typer.Option(None, "--soft-labels/--hard-labels", help="With --target-spacing: learn each "
+                                               "coarse voxel's region fraction (partial volume) instead of a 0.5 threshold."),
     stop_after: Optional[int] = typer.Option(None, "--stop-after", help="Stop after N epochs in this invocation (continue with --resume)."),
     time_limit: Optional[float] = typer.Option(None, "--time-limit", help="Wall-clock budget in minutes: the learning-rate "
                                                "schedule is fitted to the epochs that fit, and training stops when the next would not."),
@@ -301,7 +303,7 @@ def train(
     result = api.train(data_dir, method=method, run_dir=output, preset=preset, epochs=epochs, iters_per_epoch=iters_per_epoch,
                        patch=patch, batch=batch, lr=lr, optimizer=optimizer, amp=amp, device=device, workers=workers,
                        align=align, dropout_schedule=dropout_schedule, seed=seed, val_every=val_every, resume=resume,
-                       target_spacing=target_spacing, stop_after=stop_after, time_limit=time_limit,
+                       target_spacing=target_spacing, soft_labels=soft_labels, stop_after=stop_after, time_limit=time_limit,
                        init_from=init_from, config_file=config, quiet=quiet)
     if result.get("rank", 0) == 0:
         out.print(f"[green]done[/]: {result['epochs']} epoch(s); best validation score {result['best_score']:.3f}; "

@@ -138,3 +138,21 @@ def test_et_threshold_scores_weight_subsets_equally_and_filter_rows():
     assert score_rows(rows, (0, 100)) == [0.35, 0.7]
     assert score_rows(rows, (0, 100), lambda r: r["case"] == "b") == [1.0, 1.0]
     assert all(v != v for v in score_rows(rows, (0,), lambda r: False))  # nothing left: NaN, not a crash
+
+
+def test_grid_ceiling_is_exact_on_grid_aligned_blocks_and_loses_thin_rims():
+    """The working-grid ceiling: a tumour made of whole 2 mm voxels survives the round trip (all but its corners,
+    which trilinear upsampling rounds off); a 1 mm enhancing shell does not (hard targets lose it, soft ones keep part of it); an absent region scores 1 (BraTS convention)."""
+    import numpy as np
+
+    ceiling = _script("bench_grid_ceiling").grid_ceiling
+    lab = np.zeros((32, 32, 32), np.uint8)
+    lab[8:24, 8:24, 8:24] = 2  # edema
+    lab[12:20, 12:20, 12:20] = 1  # necrotic core, no ET
+    r = ceiling(lab, (1.0, 1.0, 1.0), 2.0)
+    assert all(d > 0.99 for d in r["hard"] + r["soft"]) and r["hard"][2] == 1.0
+    shell = lab.copy()
+    shell[11:21, 11:21, 11:21] = 4  # a 3 mm enhancing shell around the core (odd offsets: straddles 2 mm voxels)
+    shell[14:18, 14:18, 14:18] = 1
+    r = ceiling(shell, (1.0, 1.0, 1.0), 2.0)
+    assert r["hard"][0] > 0.99 and r["hard"][2] < 0.7 and r["soft"][2] > 0.9

@@ -65,17 +65,20 @@ def test_poly_lr_and_paper_defaults(tmp_path):
         resolve_config("a2fseg", tmp_path, tmp_path / "r", optimizer="rmsprop")
 
 
-@pytest.mark.parametrize("method,epochs,min_wt", [("a2fseg", 8, 0.2), ("unet", 6, 0.4)])
-def test_tiny_model_learns_whole_tumour(phantoms, tmp_path, method, epochs, min_wt):
-    """A real learning test: held-out phantom Dice must rise and clearly beat chance after a short CPU run.
+@pytest.mark.parametrize("method,epochs,min_wt,soft", [("a2fseg", 12, 0.2, False), ("unet", 6, 0.4, False),
+                                                       ("unet", 6, 0.4, True)])
+def test_tiny_model_learns_whole_tumour(phantoms, tmp_path, method, epochs, min_wt, soft):
+    """A real learning test: held-out phantom Dice must rise and clearly beat chance after a short CPU run
+    (also with soft, partial-volume targets on a coarser 4 mm grid).
 
     Chance level: a random mask of the tumour's size scores ~0.03 WT Dice here, all-brain ~0.1.
     """
     from mmtumor.train.trainer import build_training_model
 
     run = tmp_path / "run"
+    grid = {"soft_labels": True, "target_spacing": 4.0, "patch": (24, 24, 24)} if soft else {"patch": (32, 32, 32)}
     cfg = _cfg(phantoms, run, method, epochs=epochs, iters_per_epoch=12, lr=1e-2, optimizer="adam", val_every=epochs,
-               patch=(32, 32, 32), fg_fraction=0.8, dropout_schedule="none")
+               fg_fraction=0.8, dropout_schedule="none", **grid)
     trainer = Trainer(cfg, quiet=True)
     _, val_cases = trainer._prepare_data()
     torch.manual_seed(cfg.seed)  # the same initial weights fit() starts from
@@ -233,3 +236,40 @@ def test_cli_fine_tune_from_exported_weights(phantoms, tmp_path):
     r = runner.invoke(app, ["train", str(phantoms), "--method", "unet", "-o", str(tmp_path / "bad3"), "--init-from",
                             str(tmp_path / "junk"), *common])
     assert r.exit_code == 1 and "cannot read checkpoint" in r.output and "Traceback" not in r.output
+
+
+def test_soft_label_cache_keeps_partial_volume(phantoms, tmp_path):
+    """At a coarser training grid, soft labels keep each voxel's region fraction; their 0.5 cut is the binary cache,
+    and resampling augmentation keeps them soft (the binary path stays binary)."""
+    from mmtumor.io.dataset import find_cases
+    from mmtumor.train.cache import build_cache
+    from mmtumor.train.sampling import augment_batch, crop_patch
+
+    cases = find_cases(phantoms, require_label=True)[:2]
+    hard = build_cache(cases, tmp_path / "hard", target_spacing=2.0)
+    soft = build_cache(cases, tmp_path / "soft", target_spacing=2.0, soft_labels=True)
+    for h, s in zip(hard, soft, strict=True):
+        assert (h.label_scale, s.label_scale) == (1, 255)
+        frac = s.regions_float()
+        assert frac.min() >= 0 and frac.max() <= 1
+        partial = (frac > 0.02) & (frac < 0.98)
+        assert partial[0].sum() > 0.1 * (frac[0] > 0.5).sum()  # tumour borders are partial at 2 mm
+        # the soft cache's 0.5 cut is the binary cache (up to the rounding of fractions at exactly 0.5)
+        assert np.mean(s.regions_binary() != h.regions_binary()) < 1e-3
+        assert np.array_equal(h.regions_float(), h.regions_binary().astype(np.float32))
+        assert s.regions_binary()[0][tuple(s.fg_index.T)].all()
+        # nesting holds for fractions too: ET <= TC <= WT voxel by voxel
+        assert (frac[2] <= frac[1] + 1e-6).all() and (frac[1] <= frac[0] + 1e-6).all()
+    with pytest.raises(InputError, match="soft"):
+        build_cache(cases, tmp_path / "hard", target_spacing=2.0, soft_labels=True)
+
+    rng = np.random.default_rng(0)
+    x, y = crop_patch(soft[0], (24, 24, 16), rng, foreground=True)
+    xb, yb = torch.from_numpy(x)[None].repeat(2, 1, 1, 1, 1), torch.from_numpy(y)[None].repeat(2, 1, 1, 1, 1)
+    present = torch.ones(2, 4, dtype=torch.bool)
+    gen = torch.Generator().manual_seed(0)
+    _, ys = augment_batch(xb, yb, present, gen, p_spatial=1.0, soft_labels=True)
+    assert ((ys > 0.02) & (ys < 0.98)).any()
+    gen = torch.Generator().manual_seed(0)
+    _, yh = augment_batch(xb, yb, present, gen, p_spatial=1.0)
+    assert set(torch.unique(yh).tolist()) <= {0.0, 1.0}

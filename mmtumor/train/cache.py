@@ -3,6 +3,10 @@
 Each case becomes ``<id>.image.npy`` (float16 [4, D, H, W], absent modalities zero), ``<id>.regions.npy``
 (uint8 [3, D, H, W]) and ``<id>.json`` (present mask, crop box, original affine). Arrays are opened memory-mapped
 so DataLoader workers share the page cache instead of copying volumes.
+
+Regions are binary (0/1) unless the cache is built with ``soft_labels`` and a ``target_spacing``: then each coarse
+voxel keeps the fraction of it inside the region (0..255 = 0..1, ``label_scale`` 255), so a thin enhancing rim that
+covers 30 % of a 2 mm voxel still teaches the model something instead of vanishing at a 0.5 threshold.
 """
 
 from __future__ import annotations
@@ -84,16 +88,28 @@ def dataset_key(cases: list[Case]) -> str:
 class CachedCase:
     case_id: str
     image: np.ndarray  # memory-mapped float16 [4, D, H, W]
-    regions: np.ndarray  # memory-mapped uint8 [3, D, H, W]
+    regions: np.ndarray  # memory-mapped uint8 [3, D, H, W]; region fraction = value / label_scale
     present: np.ndarray  # bool [4]
     fg_index: np.ndarray  # int32 [N, 3] sample of tumour voxel coordinates (for oversampling)
+    label_scale: int = 1  # 1: binary regions; 255: soft (partial-volume) regions
+
+    def regions_float(self, index=...) -> np.ndarray:
+        """Region fractions in [0, 1] (float32) of ``regions[index]``."""
+        return np.asarray(self.regions[index], dtype=np.float32) / self.label_scale
+
+    def regions_binary(self) -> np.ndarray:
+        """Bool regions: more than half of each voxel inside (the binary truth for validation and sampling)."""
+        return np.asarray(self.regions, dtype=np.int16) * 2 > self.label_scale
 
 
-def build_cache(cases: list[Case], cache_dir: Path, progress=None, target_spacing: float | None = None) -> list[CachedCase]:
+def build_cache(cases: list[Case], cache_dir: Path, progress=None, target_spacing: float | None = None,
+                soft_labels: bool = False) -> list[CachedCase]:
     """Preprocess every case once (skipping those already cached) and open them memory-mapped.
 
-    ``target_spacing`` (mm) resamples every case to isotropic voxels of that size (e.g. 2 mm CPU models).
+    ``target_spacing`` (mm) resamples every case to isotropic voxels of that size (e.g. 2 mm CPU models);
+    ``soft_labels`` then keeps the region fraction of each coarse voxel instead of thresholding it at 0.5.
     """
+    soft = bool(soft_labels and target_spacing)
     cache_dir = Path(cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
     out = []
@@ -114,27 +130,35 @@ def build_cache(cases: list[Case], cache_dir: Path, progress=None, target_spacin
                 mask = resample_to_spacing(mask[None].astype(np.float32), sp, target_spacing, order=1)[0] > 0.5
                 image *= mask[None]
             box = bbox_of(mask)
-            regions = (regions[(slice(None), *box)] > 0.5).astype(np.uint8)
+            regions = regions[(slice(None), *box)]
+            scale = 255 if soft else 1
+            regions = (np.rint(np.clip(regions, 0, 1) * 255).astype(np.uint8) if soft
+                       else (regions > 0.5).astype(np.uint8))
             _save_npy_atomic(cache_dir / f"{case.case_id}.image.npy", image[(slice(None), *box)].astype(np.float16))
             _save_npy_atomic(cache_dir / f"{case.case_id}.regions.npy", regions)
-            fg = np.argwhere(regions[0] > 0).astype(np.int32)
+            fg = np.argwhere(regions[0].astype(np.int32) * 2 > scale).astype(np.int32)
             if len(fg) > 20000:
                 fg = fg[np.random.default_rng(0).choice(len(fg), 20000, replace=False)]
             _save_npy_atomic(cache_dir / f"{case.case_id}.fg.npy", fg)
             meta = {"case_id": case.case_id, "present": loaded.present.tolist(), "box": [[s.start, s.stop] for s in box],
-                    "affine": loaded.affine.tolist(), "version": CACHE_VERSION}
+                    "affine": loaded.affine.tolist(), "version": CACHE_VERSION,
+                    "label_scale": scale}
             fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=cache_dir)
             os.chmod(tmp, default_file_mode())
             with os.fdopen(fd, "w") as f:
                 json.dump(meta, f)
             os.replace(tmp, meta_path)
         meta = json.loads(meta_path.read_text())
+        if int(meta.get("label_scale", 1)) != (255 if soft else 1):
+            raise InputError(f"cache {cache_dir} holds {'binary' if soft else 'soft'} labels for {case.case_id}; "
+                             "use another --cache-dir (soft and binary labels need their own caches)")
         out.append(CachedCase(
             case.case_id,
             np.load(cache_dir / f"{case.case_id}.image.npy", mmap_mode="r"),
             np.load(cache_dir / f"{case.case_id}.regions.npy", mmap_mode="r"),
             np.array(meta["present"], dtype=bool),
             np.load(cache_dir / f"{case.case_id}.fg.npy"),
+            int(meta.get("label_scale", 1)),
         ))
         if progress is not None:
             progress()

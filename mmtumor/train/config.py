@@ -52,6 +52,7 @@ class TrainConfig:
     augment: bool = True
     cache_dir: str | None = None
     target_spacing: float | None = None  # resample training data to this isotropic spacing (mm); None = as is
+    soft_labels: bool = False  # with target_spacing: train on each coarse voxel's region fraction, not a 0.5 threshold
     max_bad_steps: int = 10
     stop_after: int | None = None  # stop this invocation after N epochs (time-boxed jobs); continue with --resume
     time_limit: float | None = None  # minutes: stop when the next epoch would not fit; the poly schedule ends there

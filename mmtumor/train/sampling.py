@@ -34,7 +34,7 @@ def crop_patch(case: CachedCase, patch: Sequence[int], rng: np.random.Generator,
     dst = tuple(slice(a - s, b - s) for a, b, s in zip(lo, hi, start))
     src = tuple(slice(a, b) for a, b in zip(lo, hi))
     img[(slice(None), *dst)] = case.image[(slice(None), *src)]
-    reg[(slice(None), *dst)] = case.regions[(slice(None), *src)]
+    reg[(slice(None), *dst)] = case.regions_float((slice(None), *src))
     return img, reg
 
 
@@ -72,10 +72,11 @@ def _rotation_matrix(angles: torch.Tensor) -> torch.Tensor:
 
 def augment_batch(x: torch.Tensor, y: torch.Tensor, present: torch.Tensor, gen: torch.Generator,
                   p_spatial: float = 0.5, max_angle_deg: float = 20.0, scale_range=(0.8, 1.2),
-                  p_intensity: float = 0.8) -> tuple[torch.Tensor, torch.Tensor]:
+                  p_intensity: float = 0.8, soft_labels: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """Flips, rotation + scaling (one affine resampling), per-channel intensity scale/shift, gamma, noise.
 
-    Works on the device of ``x``; absent channels stay exactly zero.
+    Works on the device of ``x``; absent channels stay exactly zero. Resampled targets are thresholded at 0.5
+    unless ``soft_labels`` (then the interpolated fractions are kept, like the soft cache).
     """
     b = x.shape[0]
     dev = x.device
@@ -93,7 +94,9 @@ def augment_batch(x: torch.Tensor, y: torch.Tensor, present: torch.Tensor, gen: 
         theta[:, :, :3] = _rotation_matrix(angles) / scale[:, :, None]
         grid = F.affine_grid(theta, list(x.shape), align_corners=False)
         x = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-        y = (F.grid_sample(y, grid, mode="bilinear", padding_mode="zeros", align_corners=False) > 0.5).to(y.dtype)
+        y = F.grid_sample(y, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+        if not soft_labels:
+            y = (y > 0.5).to(y.dtype)
     # flips along each axis
     for axis in (2, 3, 4):
         flip = rand(b) < 0.5

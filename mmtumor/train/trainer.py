@@ -198,18 +198,19 @@ class Trainer:
             raise InputError(f"no training cases in {cfg.data_dir} after the split (need labelled cases)")
         home = Path(os.environ.get("MMTUMOR_HOME", Path.home() / ".cache" / "mmtumor"))
         key = dataset_key(train_cases + val_cases) + (f"-{cfg.target_spacing:g}mm" if cfg.target_spacing else "")
+        key += "-soft" if cfg.soft_labels and cfg.target_spacing else ""
         cache_dir = Path(cfg.cache_dir) if cfg.cache_dir else home / "cache" / key
         if self.dist.main:
             self._log(f"preprocessing cache: {cache_dir}")
-            train = build_cache(train_cases, cache_dir, target_spacing=cfg.target_spacing)
-            val = build_cache(val_cases, cache_dir, target_spacing=cfg.target_spacing)
+            train = build_cache(train_cases, cache_dir, target_spacing=cfg.target_spacing, soft_labels=cfg.soft_labels)
+            val = build_cache(val_cases, cache_dir, target_spacing=cfg.target_spacing, soft_labels=cfg.soft_labels)
         if self.dist.world > 1:
             import torch.distributed as dist
 
             dist.barrier()
         if not self.dist.main:
-            train = build_cache(train_cases, cache_dir, target_spacing=cfg.target_spacing)
-            val = build_cache(val_cases, cache_dir, target_spacing=cfg.target_spacing)
+            train = build_cache(train_cases, cache_dir, target_spacing=cfg.target_spacing, soft_labels=cfg.soft_labels)
+            val = build_cache(val_cases, cache_dir, target_spacing=cfg.target_spacing, soft_labels=cfg.soft_labels)
         return train, val
 
     def _make_optimizer(self, model: torch.nn.Module) -> torch.optim.Optimizer:
@@ -233,7 +234,7 @@ class Trainer:
                     mask = np.zeros(4, bool)
                     mask[m.index] = True
                     settings[m.value] = mask
-            ref = np.asarray(case.regions) > 0
+            ref = case.regions_binary()
             img = np.asarray(case.image, dtype=np.float32)
             for name, present in settings.items():
                 probs = sliding_window_regions(net, img, present, self.cfg.patch, overlap=0.25, sw_batch=2,
@@ -380,7 +381,7 @@ class Trainer:
             x, y, present = next(it)
             x, y, present = (t.to(self.device, non_blocking=True) for t in (x, y, present))
             if cfg.augment:
-                x, y = augment_batch(x, y, present, gen)
+                x, y = augment_batch(x, y, present, gen, soft_labels=cfg.soft_labels)
             data_time += time.perf_counter() - td
             from ..infer.sliding import autocast_context
 
