@@ -34,6 +34,7 @@ bench: install
 	$(PY) benchmarks/bench_subsets_real.py
 	$(PY) benchmarks/bench_segment.py
 	$(PY) benchmarks/bench_default_benchmark.py
+	$(PY) benchmarks/bench_grid_ceiling.py --spacings 1.5 2 3
 	$(PY) benchmarks/collect.py
 
 lint: install
