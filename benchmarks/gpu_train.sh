@@ -5,6 +5,7 @@
 #
 # Each JOB is NAME:METHOD:INIT:PATCH:BATCH:LR[:EXTRA ARGS with commas], e.g.
 #   a2fseg-cpu:a2fseg:a2fseg-cpu:48:8:1e-3     (INIT = bundled weights name, run folder or .pt)
+#   a2fseg-soft:a2fseg:a2fseg-cpu:64:8:1e-3:--soft-labels   (soft 2 mm targets: their own cache, also prebuilt)
 # With no JOBS, every bundled model continues from its shipped weights (see DEFAULT_JOBS).
 # All jobs train concurrently (tiny models leave an H100 mostly idle one at a time) under --time-limit MINUTES,
 # so the learning-rate schedule of each ends inside the budget. Outputs: OUT_DIR/runs.tar.gz (each run's
@@ -40,8 +41,11 @@ PY=${PYTHON:-python3}
   t0=$(date +%s)
   $PY -m mmtumor synth "$DATA" --cases "$CASES" --seed 3000 --shape 120 120 78 --randomize -j "$(nproc)" 2>&1 | tail -1
   echo "synth: $(( $(date +%s) - t0 )) s"
-  # one shared preprocessing cache, built in parallel before the trainings start (they all find it warm)
-  $PY - "$DATA" "$WORK" <<'EOF'
+  # one shared preprocessing cache (and one with soft targets if a job asks for them), built in parallel before the
+  # trainings start (they all find it warm)
+  SOFT=0
+  for job in "${JOBS[@]}"; do [[ "$job" == *--soft-labels* ]] && SOFT=1; done
+  $PY - "$DATA" "$WORK" "$SOFT" <<'EOF'
 import sys
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -50,11 +54,12 @@ from mmtumor.train.cache import build_cache, dataset_key
 data, work = Path(sys.argv[1]), Path(sys.argv[2])
 man = load_or_create_manifest(data, work / "manifest.json", seed=0)
 cases = cases_from_manifest(man, "train") + cases_from_manifest(man, "val")[:10]
-key = dataset_key(cases) + "-2mm"
-cache = work / "home" / "cache" / key
-with ProcessPoolExecutor() as ex:
-    list(ex.map(build_cache, [[c] for c in cases], [cache] * len(cases), [None] * len(cases), [2.0] * len(cases)))
-print("cache:", cache, len(cases), "cases")
+for soft in [False, True][: 1 + int(sys.argv[3])]:
+    cache = work / "home" / "cache" / (dataset_key(cases) + "-2mm" + ("-soft" if soft else ""))
+    n = len(cases)
+    with ProcessPoolExecutor() as ex:
+        list(ex.map(build_cache, [[c] for c in cases], [cache] * n, [None] * n, [2.0] * n, [soft] * n))
+    print("cache:", cache, n, "cases")
 EOF
   echo "prepared: $(( $(date +%s) - t0 )) s"
   pids=()

@@ -45,8 +45,8 @@ def test_gpu_train_script_runs_end_to_end_on_cpu(tmp_path):
     env = {**os.environ, "PYTHON": sys.executable, "DEVICE": "cpu", "ITERS": "1", "WORK": str(tmp_path / "work"),
            "OMP_NUM_THREADS": "1"}
     out = tmp_path / "out"
-    subprocess.run(["bash", str(root / "benchmarks" / "gpu_train.sh"), str(out), "0.001", "5", "u:unet:unet-cpu:32:1:1e-3"],
-                   cwd=root, env=env, check=True, capture_output=True, timeout=600)
+    subprocess.run(["bash", str(root / "benchmarks" / "gpu_train.sh"), str(out), "0.001", "5", "u:unet:unet-cpu:32:1:1e-3",
+                    "s:unet:unet-cpu:32:1:1e-3:--soft-labels"], cwd=root, env=env, check=True, capture_output=True, timeout=600)
     with tarfile.open(out / "runs.tar.gz") as tar:
         names = tar.getnames()
         tar.extractall(tmp_path / "back", filter="data")
@@ -55,7 +55,13 @@ def test_gpu_train_script_runs_end_to_end_on_cpu(tmp_path):
     assert ck["epoch"] == 1 and "optimizer" not in ck and "full_model" not in ck
     net, spacing = load_init(str(tmp_path / "back" / "runs" / "u" / "best.pt"), "unet")
     assert spacing == 2.0 and sum(p.numel() for p in net.parameters()) > 0
-    assert "trained:" in (out / "gpu_train.log").read_text()
+    log = (out / "gpu_train.log").read_text()
+    assert "trained:" in log
+    # a --soft-labels job trains on the soft cache that was prebuilt beside the binary one (the same cache key)
+    assert "runs/s/best.pt" in names and log.count("cache: ") == 2 and "-2mm-soft " in log
+    soft_cache = next(line.split()[1] for line in log.splitlines() if line.startswith("cache: ") and "-soft" in line)
+    run_log = (tmp_path / "work" / "runs" / "s.log").read_text()
+    assert f"preprocessing cache: {soft_cache}" in run_log.replace("\n", "")
 
 
 def test_post_gpu_stage_continues_from_the_newest_finished_stage(tmp_path):
