@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import MmtumorError, NoCasesError
+from .errors import InputError, MmtumorError, NoCasesError
 from .io.dataset import Case, discover_cases, label_scheme_of, load_or_create_manifest
 from .io.nifti import load_header, voxel_spacing
 from .labels import LABEL_NAMES
@@ -141,6 +141,9 @@ def train(data_dir: Path | str, method: str = "a2fseg", run_dir: Path | str = "r
         _, spacing = load_init(cfg.init_from, cfg.method)  # wrong or missing weights -> error before preprocessing
         if cfg.target_spacing is None and spacing:
             cfg.target_spacing = spacing  # fine-tune at the voxel size the weights were trained at
+    if cfg.soft_labels and not cfg.target_spacing:
+        raise InputError("--soft-labels needs a training grid to resample to: add --target-spacing MM (soft targets are "
+                         "the region fraction of each resampled voxel)")
     return _train(cfg, quiet=quiet, resume=resume)
 
 

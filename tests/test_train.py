@@ -262,6 +262,11 @@ def test_soft_label_cache_keeps_partial_volume(phantoms, tmp_path):
         assert (frac[2] <= frac[1] + 1e-6).all() and (frac[1] <= frac[0] + 1e-6).all()
     with pytest.raises(InputError, match="soft"):
         build_cache(cases, tmp_path / "hard", target_spacing=2.0, soft_labels=True)
+    # soft targets without a coarser grid would silently be binary: a one-line error instead
+    r = CliRunner().invoke(app, ["train", str(phantoms), "--method", "unet", "-o", str(tmp_path / "run"), "--soft-labels",
+                                 "--device", "cpu", "-q"])
+    assert r.exit_code == 1 and "--target-spacing" in r.output and "Traceback" not in r.output
+    assert not (tmp_path / "run" / "last.pt").exists()
 
     rng = np.random.default_rng(0)
     x, y = crop_patch(soft[0], (24, 24, 16), rng, foreground=True)
