@@ -17,14 +17,12 @@ import argparse
 import datetime as dt
 import os
 import platform
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 SHARED = ROOT.parent / "shared" / "data"
 OUT_MD = ROOT / "docs" / "bench-grid-ceiling.md"
 REGIONS = ("WT", "TC", "ET")

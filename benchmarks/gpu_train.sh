@@ -55,7 +55,7 @@ data, work = Path(sys.argv[1]), Path(sys.argv[2])
 man = load_or_create_manifest(data, work / "manifest.json", seed=0)
 cases = cases_from_manifest(man, "train") + cases_from_manifest(man, "val")[:10]
 for soft in [False, True][: 1 + int(sys.argv[3])]:
-    cache = work / "home" / "cache" / (dataset_key(cases) + "-2mm" + ("-soft" if soft else ""))
+    cache = work / "home" / "cache" / dataset_key(cases, 2.0, soft)
     n = len(cases)
     with ProcessPoolExecutor() as ex:
         list(ex.map(build_cache, [[c] for c in cases], [cache] * n, [None] * n, [2.0] * n, [soft] * n))

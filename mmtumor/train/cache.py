@@ -74,14 +74,26 @@ def _save_npy_atomic(path: Path, arr: np.ndarray) -> None:
     os.replace(tmp, path)
 
 
-def dataset_key(cases: list[Case]) -> str:
-    """Hash of the case files (paths, sizes, mtimes) and the cache version: a changed dataset gets a new cache."""
+def label_scale(target_spacing: float | None, soft_labels: bool) -> int:
+    """Stored value of a fully inside voxel: 255 for soft regions (only on a resampled grid), 1 for binary ones."""
+    return 255 if soft_labels and target_spacing else 1
+
+
+def dataset_key(cases: list[Case], target_spacing: float | None = None, soft_labels: bool = False) -> str:
+    """Cache folder name: hash of the case files (paths, sizes, mtimes) and the cache version, so a changed dataset
+    gets a new cache, then the training grid (``-2mm``) and ``-soft`` for soft regions, which need their own."""
     h = hashlib.sha256(f"v{CACHE_VERSION}".encode())
     for c in sorted(cases, key=lambda c: c.case_id):
         for p in c.files:
             st = p.stat()
             h.update(f"{c.case_id}|{p}|{st.st_size}|{int(st.st_mtime)}".encode())
-    return h.hexdigest()[:16]
+    key = h.hexdigest()[:16] + (f"-{target_spacing:g}mm" if target_spacing else "")
+    return key + ("-soft" if label_scale(target_spacing, soft_labels) > 1 else "")
+
+
+def _inside(regions: np.ndarray, scale: int) -> np.ndarray:
+    """Bool: more than half of the voxel inside the region (the binary truth of binary and soft regions alike)."""
+    return np.asarray(regions, dtype=np.int16) * 2 > scale
 
 
 @dataclass
@@ -99,7 +111,7 @@ class CachedCase:
 
     def regions_binary(self) -> np.ndarray:
         """Bool regions: more than half of each voxel inside (the binary truth for validation and sampling)."""
-        return np.asarray(self.regions, dtype=np.int16) * 2 > self.label_scale
+        return _inside(self.regions, self.label_scale)
 
 
 def build_cache(cases: list[Case], cache_dir: Path, progress=None, target_spacing: float | None = None,
@@ -109,7 +121,7 @@ def build_cache(cases: list[Case], cache_dir: Path, progress=None, target_spacin
     ``target_spacing`` (mm) resamples every case to isotropic voxels of that size (e.g. 2 mm CPU models);
     ``soft_labels`` then keeps the region fraction of each coarse voxel instead of thresholding it at 0.5.
     """
-    soft = bool(soft_labels and target_spacing)
+    scale = label_scale(target_spacing, soft_labels)
     cache_dir = Path(cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
     out = []
@@ -131,12 +143,10 @@ def build_cache(cases: list[Case], cache_dir: Path, progress=None, target_spacin
                 image *= mask[None]
             box = bbox_of(mask)
             regions = regions[(slice(None), *box)]
-            scale = 255 if soft else 1
-            regions = (np.rint(np.clip(regions, 0, 1) * 255).astype(np.uint8) if soft
-                       else (regions > 0.5).astype(np.uint8))
+            regions = (np.rint(np.clip(regions, 0, 1) * scale) if scale > 1 else regions > 0.5).astype(np.uint8)
             _save_npy_atomic(cache_dir / f"{case.case_id}.image.npy", image[(slice(None), *box)].astype(np.float16))
             _save_npy_atomic(cache_dir / f"{case.case_id}.regions.npy", regions)
-            fg = np.argwhere(regions[0].astype(np.int32) * 2 > scale).astype(np.int32)
+            fg = np.argwhere(_inside(regions[0], scale)).astype(np.int32)
             if len(fg) > 20000:
                 fg = fg[np.random.default_rng(0).choice(len(fg), 20000, replace=False)]
             _save_npy_atomic(cache_dir / f"{case.case_id}.fg.npy", fg)
@@ -149,8 +159,8 @@ def build_cache(cases: list[Case], cache_dir: Path, progress=None, target_spacin
                 json.dump(meta, f)
             os.replace(tmp, meta_path)
         meta = json.loads(meta_path.read_text())
-        if int(meta.get("label_scale", 1)) != (255 if soft else 1):
-            raise InputError(f"cache {cache_dir} holds {'binary' if soft else 'soft'} labels for {case.case_id}; "
+        if int(meta.get("label_scale", 1)) != scale:
+            raise InputError(f"cache {cache_dir} holds {'binary' if scale > 1 else 'soft'} labels for {case.case_id}; "
                              "use another --cache-dir (soft and binary labels need their own caches)")
         out.append(CachedCase(
             case.case_id,
@@ -158,7 +168,7 @@ def build_cache(cases: list[Case], cache_dir: Path, progress=None, target_spacin
             np.load(cache_dir / f"{case.case_id}.regions.npy", mmap_mode="r"),
             np.array(meta["present"], dtype=bool),
             np.load(cache_dir / f"{case.case_id}.fg.npy"),
-            int(meta.get("label_scale", 1)),
+            scale,
         ))
         if progress is not None:
             progress()

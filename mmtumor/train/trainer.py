@@ -197,8 +197,7 @@ class Trainer:
         if not train_cases:
             raise InputError(f"no training cases in {cfg.data_dir} after the split (need labelled cases)")
         home = Path(os.environ.get("MMTUMOR_HOME", Path.home() / ".cache" / "mmtumor"))
-        key = dataset_key(train_cases + val_cases) + (f"-{cfg.target_spacing:g}mm" if cfg.target_spacing else "")
-        key += "-soft" if cfg.soft_labels and cfg.target_spacing else ""
+        key = dataset_key(train_cases + val_cases, cfg.target_spacing, cfg.soft_labels)
         cache_dir = Path(cfg.cache_dir) if cfg.cache_dir else home / "cache" / key
         if self.dist.main:
             self._log(f"preprocessing cache: {cache_dir}")
