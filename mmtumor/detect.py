@@ -55,6 +55,10 @@ class Detection:
 def _norm(text: str) -> str:
     """Lower case; separators to spaces; keep '+' and '*' which carry meaning (+C, T2*)."""
     t = str(text or "").lower()
+    # GE spells contrast as "W/" (with) and "W/O" (without): "AX T1 W/", "T1 W/C", "SAG T1 W/O"
+    t = re.sub(r"\bw ?/ ?o\b", " without ", t)
+    t = re.sub(r"\bw ?/ ?(?=c\b|con|gad|gd|$)", " postc ", t.strip())
+    t = re.sub(r"\bwith *$", " postc ", t)
     t = t.replace("c+", " postc ").replace("+c", " postc ").replace("+ c", " postc ").replace("+gd", " gd ")
     t = t.replace("t2*", " t2star ").replace("t2 *", " t2star ")
     return " " + re.sub(r"[^a-z0-9*]+", " ", t).strip() + " "
@@ -72,7 +76,11 @@ _EXCLUDE_TEXT = [
     ("localizer", r"(localizer|localiser|scout|survey|3 plane loc|aahead)"),
     ("diffusion", r" (dwi|dti|diff|diffusion|adc|trace|tracew|fa|colfa|tensor|b ?1000|b ?0|exp|eadc|dadc|ep2d diff) "),
     ("diffusion", r"(ep2d_?diff|diffusion|_adc|adc |dwi|dadc|trace)"),
-    ("susceptibility (SWI/T2*)", r" (swi|swan|t2star|t2 star|hemo|gre hemo|venobold|veno|pha|phase|mag|minip|sw) "),
+    ("susceptibility (SWI/T2*)", r" (swi|swi3d|swan|t2star|t2 star|hemo|gre hemo|venobold|veno|pha|phase|mag|minip|sw) "),
+    ("susceptibility (Philips SWIp)", r" swip "),  # yields to T1/T2/FLAIR words: 'sWIP T1W_3D_TFE' is a WIP T1
+    ("balanced SSFP (FIESTA/CISS/TrueFISP)", r" (fiesta|ciss|trufi|truefisp|true fisp|bffe|b ffe|balanced ffe) "),
+    ("STIR (fat-suppressed short-TI inversion recovery)", r" (stir|tirm stir) "),
+    ("proton-density weighted", r" (pd|pdw|pd w|pd fs|proton density) "),
     ("perfusion", r" (perf|perfusion|dsc|dce|asl|pcasl|pasl|pwi|cbf|cbv|mtt|ttp|rcbv) "),
     ("angiography", r" (tof|mra|angio|angiography|pc|venogram) "),
     ("functional/other", r" (bold|fmri|resting|rs|mrs|spectro|csi|svs|cine|flow|mt|fieldmap|field map|b1map|gre field) "),
@@ -136,20 +144,32 @@ def _multi(v) -> list[str]:
     return [str(x).strip().upper() for x in v]
 
 
-def _physics_votes(f: dict) -> tuple[dict[str, float], list[str]]:
-    """Sequence physics: IR with long TI -> FLAIR; long TE without IR -> T2; short TE -> T1."""
-    votes: dict[str, float] = {"T1": 0.0, "T2": 0.0, "FLAIR": 0.0}
+@dataclass
+class _Physics:
+    """The sequence facts the rules use, with a readable summary for the reasons."""
+
+    seq: list[str]
+    te: float | None
+    ti: float | None
+    tr: float | None
+    ir: bool
+    desc: str
+
+
+def _physics(f: dict) -> _Physics:
     seq = _multi(f.get("ScanningSequence"))
     te, ti, tr = _num(f.get("EchoTime")), _num(f.get("InversionTime")), _num(f.get("RepetitionTime"))
     ir = "IR" in seq or (ti is not None and ti > 0) or f.get("InversionRecovery") == "YES"
     parts = [f"ScanningSequence {'/'.join(seq)}"] if seq else []
-    if te is not None:
-        parts.append(f"TE {te:g} ms")
-    if ti is not None:
-        parts.append(f"TI {ti:g} ms")
-    if tr is not None:
-        parts.append(f"TR {tr:g} ms")
-    desc = " + ".join(parts)
+    parts += [f"{name} {v:g} ms" for name, v in (("TE", te), ("TI", ti), ("TR", tr)) if v is not None]
+    return _Physics(seq, te, ti, tr, ir, " + ".join(parts))
+
+
+def _physics_votes(f: dict) -> tuple[dict[str, float], list[str]]:
+    """Sequence physics: IR with long TI -> FLAIR; long TE without IR -> T2; short TE -> T1."""
+    votes: dict[str, float] = {"T1": 0.0, "T2": 0.0, "FLAIR": 0.0}
+    ph = _physics(f)
+    seq, te, ti, tr, ir, desc = ph.seq, ph.te, ph.ti, ph.tr, ph.ir, ph.desc
     ac = str(f.get("AcquisitionContrast") or "").upper()
     if ac in ("T1", "T2", "FLAIR"):
         votes["T1" if ac == "T1" else ac] += 2.0
@@ -197,10 +217,20 @@ def _exclusion(f: dict) -> str | None:
         for what, pat in _EXCLUDE_TEXT:
             if key == "SequenceName" and what not in ("diffusion",):
                 continue
-            if re.search(pat, t) and not (what == "localizer" and re.search(r" (plan|cal|pilot) ", t) and _has(t, *_CLASS_TEXT["T1"], *_CLASS_TEXT["T2"])):
+            weak = (what == "localizer" and re.search(r" (plan|cal|pilot) ", t)) or "SWIp" in what
+            if re.search(pat, t) and not (weak and _has(t, *_CLASS_TEXT["T1"], *_CLASS_TEXT["T2"], *_CLASS_TEXT["FLAIR"])):
                 return f"{key} '{raw}': {what}"
-    seq = _multi(f.get("ScanningSequence"))
-    if seq == ["EP"] and _num(f.get("EchoTime")) is not None and (f.get("n_slices") or 99) > 0:
+    ph = _physics(f)
+    seq, te, ti, tr, ir, physics = ph.seq, ph.te, ph.ti, ph.tr, ph.ir, ph.desc
+    if "GR" in seq and "SE" not in seq and not ir and te is not None and te >= 10:
+        # a spoiled T1 gradient echo has TE of a few ms; at 10 ms and more it is T2*-weighted (GRE/FFE/hemo)
+        return f"gradient echo with long TE ({physics}): T2*-weighted, not a tumour protocol series"
+    if ir and "GR" not in seq and ti is not None and 0 < ti < 350:
+        return f"inversion recovery with very short TI ({physics}): STIR (fat-suppressed), not T1/T2/FLAIR"
+    if (not ir and "GR" not in seq and te is not None and te < 40 and tr is not None and tr >= 1500
+            and not _has(_norm(f.get("SeriesDescription", "")), r"flair", *_CLASS_TEXT["T1"])):
+        return f"long TR with short TE without inversion ({physics}): proton-density weighted"
+    if seq == ["EP"] and te is not None and (f.get("n_slices") or 99) > 0:
         if not _has(_norm(f.get("SeriesDescription", "")), r"flair", r" t2 ", r" t1 "):
             return "ScanningSequence EP (echo-planar) without structural name: diffusion/perfusion/fMRI"
     return None

@@ -159,3 +159,44 @@ def test_clinical_descriptions_beyond_the_generator():
             d = detect_series({"Modality": "MR", "SeriesDescription": name, "n_slices": 30, "n_orientations": 1})
             got = d.label if (d.label == "OTHER" or d.confident) else f"?{d.label}"
             assert got == want, (name, d)
+
+
+# (SeriesDescription, ScanningSequence, TE, TI, TR) -> expected; physics as the scanners record it
+VENDOR_PHYSICS = [
+    ("Ax GRE", "GR", 20, None, 600, "OTHER"),  # GE T2* gradient echo: only TE tells it from a T1 GRE
+    ("T2W_FFE", "GR", 16, None, 800, "OTHER"),  # Philips T2* FFE, not a T2
+    ("Series 4", "GR", 25, None, 700, "OTHER"),
+    ("Ax T1 FFE", "GR", 4.6, None, 200, "T1"),
+    ("t1_fl2d_tra", "GR", 2.5, None, 250, "T1"),
+    ("SWIp", "GR", 7, None, 31, "OTHER"),  # Philips SWI
+    ("sWIP T1W_3D_TFE", "GR", 4, None, 8, "T1"),  # Philips 'WIP' prefix, not SWI
+    ("Ax FIESTA", "GR", 2, None, 5, "OTHER"),
+    ("CISS", "GR", 2, None, 5, "OTHER"),
+    ("T1 STIR", "IR", 10, 150, 4000, "OTHER"),
+    ("t2_tirm_cor", "SE\\IR", 60, 160, 5000, "OTHER"),  # TIRM with short TI is a STIR, not a FLAIR
+    ("t2_tirm_tra_dark-fluid", "SE\\IR", 85, 2500, 9000, "FLAIR"),
+    ("PD_T2_TSE", "SE", 15, None, 3000, "OTHER"),  # the proton-density echo of a dual-echo
+    ("Series 9", "SE", 12, None, 2500, "OTHER"),
+    ("T1_SE_AX", "SE", 10, None, 500, "T1"),
+    ("AX T1 W/", "SE", 10, None, 500, "T1c"),  # GE: 'W/' = with contrast
+    ("AX T1 W/O", "SE", 10, None, 500, "T1"),
+    ("SAG T1 WITH", "SE", 10, None, 500, "T1c"),
+    ("Ax T1 FLAIR +C", "SE\\IR", 9, 860, 2200, "T1c"),
+    ("Sag BRAVO +C", "GR", 3, 450, 8, "T1c"),
+    ("t2_spc_da-fl_sag_p2_iso", "SE\\IR", 390, 1800, 5000, "FLAIR"),
+    ("t2_spc_sag_p2_iso", "SE", 400, None, 3200, "T2"),
+]
+
+
+@pytest.mark.parametrize("desc,seq,te,ti,tr,want", VENDOR_PHYSICS)
+def test_vendor_names_with_physics(desc, seq, te, ti, tr, want):
+    """T2* GRE, STIR, proton density, bSSFP and Philips SWIp are not tumour series; GE's W/ means with contrast."""
+    f = {"Modality": "MR", "SeriesDescription": desc, "ScanningSequence": seq, "EchoTime": te, "RepetitionTime": tr,
+         "ImageType": "ORIGINAL\\PRIMARY\\M\\ND", "n_slices": 60, "n_orientations": 1}
+    if ti is not None:
+        f["InversionTime"] = ti
+    d = detect_series(f)
+    got = d.label if (d.label == "OTHER" or d.confident) else f"?{d.label}"
+    assert got == want, (desc, d)
+    if want == "OTHER":
+        assert d.excluded and d.reasons, d
