@@ -167,6 +167,7 @@ VENDOR_PHYSICS = [
     ("T2W_FFE", "GR", 16, None, 800, "OTHER"),  # Philips T2* FFE, not a T2
     ("Series 4", "GR", 25, None, 700, "OTHER"),
     ("Ax T1 FFE", "GR", 4.6, None, 200, "T1"),
+    ("AX T1 GRE POST", "GR", 12, None, 300, "T1c"),  # the scanner's own T1 name wins over a longish TE
     ("t1_fl2d_tra", "GR", 2.5, None, 250, "T1"),
     ("SWIp", "GR", 7, None, 31, "OTHER"),  # Philips SWI
     ("sWIP T1W_3D_TFE", "GR", 4, None, 8, "T1"),  # Philips 'WIP' prefix, not SWI
