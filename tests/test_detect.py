@@ -201,3 +201,10 @@ def test_vendor_names_with_physics(desc, seq, te, ti, tr, want):
     assert got == want, (desc, d)
     if want == "OTHER":
         assert d.excluded and d.reasons, d
+
+
+def test_echo_planar_series_keep_their_own_reason():
+    """A BOLD/EPI series (short TE, long TR) is excluded as echo-planar, not mislabelled proton density."""
+    d = detect_series({"Modality": "MR", "SeriesDescription": "Series 12", "ScanningSequence": "EP", "EchoTime": 30,
+                       "RepetitionTime": 2000, "n_slices": 36, "n_orientations": 1})
+    assert d.excluded and "echo-planar" in d.reasons[0]
