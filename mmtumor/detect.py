@@ -71,13 +71,15 @@ def _has(text: str, *patterns: str) -> str | None:
     return None
 
 
+#: Philips SWIp; the same letters start 'sWIP T1W_3D_TFE' (a work-in-progress T1), so it yields to class words
+_SWIP = "susceptibility (Philips SWIp)"
 _EXCLUDE_TEXT = [
     ("localizer", r" (loc|localizer|localiser|scout|survey|tripilot|pilot|3 plane|3pl|aahead|plan|calibration|cal|asset|sense ref|refscan) "),
     ("localizer", r"(localizer|localiser|scout|survey|3 plane loc|aahead)"),
     ("diffusion", r" (dwi|dti|diff|diffusion|adc|trace|tracew|fa|colfa|tensor|b ?1000|b ?0|exp|eadc|dadc|ep2d diff) "),
     ("diffusion", r"(ep2d_?diff|diffusion|_adc|adc |dwi|dadc|trace)"),
     ("susceptibility (SWI/T2*)", r" (swi|swi3d|swan|t2star|t2 star|hemo|gre hemo|venobold|veno|pha|phase|mag|minip|sw) "),
-    ("susceptibility (Philips SWIp)", r" swip "),  # yields to T1/T2/FLAIR words: 'sWIP T1W_3D_TFE' is a WIP T1
+    (_SWIP, r" swip "),
     ("balanced SSFP (FIESTA/CISS/TrueFISP)", r" (fiesta|ciss|trufi|truefisp|true fisp|bffe|b ffe|balanced ffe) "),
     ("STIR (fat-suppressed short-TI inversion recovery)", r" (stir|tirm stir) "),
     ("proton-density weighted", r" (pd|pdw|pd w|pd fs|proton density) "),
@@ -217,7 +219,7 @@ def _exclusion(f: dict) -> str | None:
         for what, pat in _EXCLUDE_TEXT:
             if key == "SequenceName" and what not in ("diffusion",):
                 continue
-            weak = (what == "localizer" and re.search(r" (plan|cal|pilot) ", t)) or "SWIp" in what
+            weak = (what == "localizer" and re.search(r" (plan|cal|pilot) ", t)) or what == _SWIP
             if re.search(pat, t) and not (weak and _has(t, *_CLASS_TEXT["T1"], *_CLASS_TEXT["T2"], *_CLASS_TEXT["FLAIR"])):
                 return f"{key} '{raw}': {what}"
     ph = _physics(f)

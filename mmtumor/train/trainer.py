@@ -199,17 +199,19 @@ class Trainer:
         home = Path(os.environ.get("MMTUMOR_HOME", Path.home() / ".cache" / "mmtumor"))
         key = dataset_key(train_cases + val_cases, cfg.target_spacing, cfg.soft_labels)
         cache_dir = Path(cfg.cache_dir) if cfg.cache_dir else home / "cache" / key
-        if self.dist.main:
+        def build() -> tuple[list, list]:
+            return tuple(build_cache(cases, cache_dir, target_spacing=cfg.target_spacing, soft_labels=cfg.soft_labels)
+                         for cases in (train_cases, val_cases))
+
+        if self.dist.main:  # rank 0 builds; the others wait, then open the finished cache
             self._log(f"preprocessing cache: {cache_dir}")
-            train = build_cache(train_cases, cache_dir, target_spacing=cfg.target_spacing, soft_labels=cfg.soft_labels)
-            val = build_cache(val_cases, cache_dir, target_spacing=cfg.target_spacing, soft_labels=cfg.soft_labels)
+            train, val = build()
         if self.dist.world > 1:
             import torch.distributed as dist
 
             dist.barrier()
         if not self.dist.main:
-            train = build_cache(train_cases, cache_dir, target_spacing=cfg.target_spacing, soft_labels=cfg.soft_labels)
-            val = build_cache(val_cases, cache_dir, target_spacing=cfg.target_spacing, soft_labels=cfg.soft_labels)
+            train, val = build()
         return train, val
 
     def _make_optimizer(self, model: torch.nn.Module) -> torch.optim.Optimizer:
