@@ -17,8 +17,8 @@ from __future__ import annotations
 from pathlib import Path
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
-ORDER = ["bench-models.md", "bench-sim2real.md", "bench-et-threshold.md", "bench-subsets-real.md", "bench-synth.md", "bench-convert.md", "bench-preprocess.md", "bench-train.md",
-         "bench-segment.md"]
+ORDER = ["bench-models.md", "bench-sim2real.md", "bench-et-threshold.md", "bench-subsets-real.md", "bench-clinical-real.md",
+         "bench-synth.md", "bench-convert.md", "bench-preprocess.md", "bench-train.md", "bench-segment.md"]
 
 
 def main() -> None:

@@ -162,3 +162,25 @@ def test_grid_ceiling_is_exact_on_grid_aligned_blocks_and_loses_thin_rims():
     shell[14:18, 14:18, 14:18] = 1
     r = ceiling(shell, (1.0, 1.0, 1.0), 2.0)
     assert r["hard"][0] > 0.99 and r["hard"][2] < 0.7 and r["soft"][2] > 0.9
+
+
+def test_clinical_real_scoring_round_trips_through_world_coordinates(tmp_path):
+    """bench_clinical_real scores a segmentation on the T1c series' own grid against the 1 mm reference: the round
+    trip must be exact on the same grid, lose only thin structure on a 5 mm grid, and follow a flipped affine."""
+    import nibabel as nib
+    import numpy as np
+
+    mod = _script("bench_clinical_real")
+    aff = np.diag([-1.0, -1.0, 1.0, 1.0])
+    label = np.zeros((40, 40, 30), np.uint8)
+    label[10:30, 10:30, 5:25] = 2
+    label[15:25, 15:25, 10:20] = 4
+    assert np.array_equal(mod._round_trip(label, aff, label.shape, aff), label)
+    thick = aff @ np.diag([1.0, 1.0, 5.0, 1.0])
+    back = mod._round_trip(label, aff, (40, 40, 6), thick)
+    assert 0.5 < (back == 4).sum() / (label == 4).sum() < 1.5 and not np.array_equal(back, label)
+    # a segmentation written on a left-right flipped grid comes back onto the reference voxel for voxel
+    flip = aff.copy()
+    flip[0, 0], flip[0, 3] = 1.0, -39.0
+    nib.save(nib.Nifti1Image(label[::-1].copy(), flip), str(tmp_path / "seg.nii.gz"))
+    assert np.array_equal(mod._on_reference(tmp_path / "seg.nii.gz", label.shape, aff), label)
