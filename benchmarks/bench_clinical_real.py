@@ -2,6 +2,7 @@
 through the whole `segment` path (docs/bench-clinical-real.md).
 
     python benchmarks/bench_clinical_real.py [--weights default] [--real ../shared/data/real] [--cases 6]
+                                             [--protocols 2d-5mm,oblique,...] [--update-card] [--keep DIR]
 
 Why: the real validation cases are BraTS files (1 mm, co-registered, skull-stripped), the one input where
 `segment` interpolates nothing. Users bring DICOM: 2D stacks with 5 mm slices, 3D sagittal acquisitions, oblique
@@ -27,6 +28,7 @@ import shutil
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -35,14 +37,41 @@ ROOT = Path(__file__).resolve().parents[1]
 OUT_MD = ROOT / "docs" / "bench-clinical-real.md"
 REAL = ROOT.parent / "shared" / "data" / "real"
 
-#: protocol name -> (T1c (plane, slice mm), FLAIR (plane, slice mm), what it stands for)
-PROTOCOLS: dict[str, tuple[tuple[str, float] | None, tuple[str, float] | None, str]] = {
-    "dicom-1mm": (("axial", 1.0), ("axial", 1.0), "both axial at 1 mm (the BraTS grid, through DICOM)"),
-    "3d-t1c+2d-flair": (("sagittal", 1.0), ("axial", 5.0), "T1c 3D sagittal 1 mm, FLAIR 2D axial 5 mm (a common modern protocol)"),
-    "2d-5mm": (("axial", 5.0), ("axial", 5.0), "T1c and FLAIR 2D axial 5 mm (older or fast protocols)"),
-    "oblique": (("oblique", 3.0), ("coronal", 4.0), "T1c oblique 3 mm, FLAIR coronal 4 mm"),
-    "2d-t1c-only": (("axial", 5.0), None, "T1c alone, 2D axial 5 mm (no FLAIR acquired)"),
+@dataclass(frozen=True)
+class Protocol:
+    """How a case is re-acquired: T1c and FLAIR as (plane, slice mm) or None (not acquired), and scanner effects."""
+
+    t1c: tuple[str, float]
+    flair: tuple[str, float] | None
+    what: str
+    bias: float = 0.0  # strength of a smooth multiplicative receive field exp(bias * n), n unit-variance over ~70 mm
+    n4: bool = False  # run segment with --n4
+    tilt: float = 0.0  # head pitched by this many degrees (chin down) about the left-right axis before acquisition
+
+
+PROTOCOLS: dict[str, Protocol] = {
+    "dicom-1mm": Protocol(("axial", 1.0), ("axial", 1.0), "both axial at 1 mm (the BraTS grid, through DICOM)"),
+    "3d-t1c+2d-flair": Protocol(("sagittal", 1.0), ("axial", 5.0), "T1c 3D sagittal 1 mm, FLAIR 2D axial 5 mm (a common modern protocol)"),
+    "2d-5mm": Protocol(("axial", 5.0), ("axial", 5.0), "T1c and FLAIR 2D axial 5 mm (older or fast protocols)"),
+    "oblique": Protocol(("oblique", 3.0), ("coronal", 4.0), "T1c oblique 3 mm, FLAIR coronal 4 mm"),
+    "2d-t1c-only": Protocol(("axial", 5.0), None, "T1c alone, 2D axial 5 mm (no FLAIR acquired)"),
+    "bias": Protocol(("sagittal", 1.0), ("axial", 5.0), "as 3d-t1c+2d-flair, with an uncorrected receive-coil field on each series (exp(0.25 n), about ±40 %)", bias=0.25),
+    "bias+n4": Protocol(("sagittal", 1.0), ("axial", 5.0), "the same studies as bias, segmented with --n4", bias=0.25, n4=True),
+    "tilted": Protocol(("sagittal", 1.0), ("axial", 5.0), "head pitched 20° in the coil; T1c 3D sagittal 1 mm, FLAIR 2D axial 5 mm not angled to the brain", tilt=20.0),
 }
+
+
+def _pitched(affine: np.ndarray, shape, degrees: float) -> np.ndarray:
+    """The affine of the same voxels after the head turned by ``degrees`` about the left-right axis through its centre."""
+    if not degrees:
+        return affine
+    a = np.deg2rad(degrees)
+    rot = np.eye(4)
+    rot[1:3, 1:3] = [[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]]
+    centre = affine @ np.array([*(np.array(shape[:3]) - 1) / 2.0, 1.0])
+    to, back = np.eye(4), np.eye(4)
+    to[:3, 3], back[:3, 3] = -centre[:3], centre[:3]
+    return back @ rot @ to @ affine
 
 
 def _round_trip(label: np.ndarray, affine: np.ndarray, grid_shape, grid_affine) -> np.ndarray:
@@ -79,6 +108,7 @@ def main() -> None:
     from mmtumor.labels import labels_to_regions
     from mmtumor.metrics import dice
     from mmtumor.modalities import Modality
+    from mmtumor.synth.artefacts import bias_field
     from mmtumor.synth.dicom import VENDORS, acquisition_grid, write_study
     from mmtumor.weights import resolve
 
@@ -89,6 +119,9 @@ def main() -> None:
     ap.add_argument("--protocols", default=",".join(PROTOCOLS), help="comma-separated subset of " + ", ".join(PROTOCOLS))
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--keep", type=Path, default=None, help="keep the DICOM studies and outputs here")
+    ap.add_argument("--md", type=Path, default=OUT_MD, help="where the results page goes")
+    ap.add_argument("--update-card", action="store_true",
+                    help="record the CARD_PROTOCOLS rows in the weights' model card (metrics.real)")
     args = ap.parse_args()
     labelled = args.real / "brats2013-flair-t1c"
     if not labelled.is_dir():
@@ -119,33 +152,40 @@ def main() -> None:
             t = time.perf_counter()
             api.segment([], out, weights=weights, options=opts,
                         explicit={m: case.images[m] for m in (Modality.T1C, Modality.FLAIR)})
-            rows["nifti"].append(_score(out, ref, lc, None, time.perf_counter() - t, dice, labels_to_regions, _on_reference))
+            rows["nifti"].append(_score(out, ref, lc.affine, None, time.perf_counter() - t, dice, labels_to_regions, _on_reference))
             print(case.case_id, "nifti", _fmt(rows["nifti"][-1]), flush=True)
 
-            for pi, name in enumerate(protocols):
-                t1c_acq, flair_acq, _ = PROTOCOLS[name]
-                acq = {Modality.T1C: t1c_acq}
+            for name in protocols:
+                proto = PROTOCOLS[name]
+                acq = {Modality.T1C: proto.t1c}
                 study_vols = {Modality.T1C: vols[Modality.T1C]}
-                if flair_acq is not None:
-                    acq[Modality.FLAIR] = flair_acq
+                if proto.flair is not None:
+                    acq[Modality.FLAIR] = proto.flair
                     study_vols[Modality.FLAIR] = vols[Modality.FLAIR]
-                vendor = VENDORS[(ci + pi) % len(VENDORS)]
+                if proto.bias:
+                    rng = np.random.default_rng(7000 + ci)  # the same field for bias and bias+n4
+                    study_vols = {m: (d * bias_field(rng, d.shape, np.ones(3), proto.bias), a) for m, (d, a) in study_vols.items()}
+                head = _pitched(lc.affine, ref.shape[1:], proto.tilt)  # where the head (and its reference label) now is
+                study_vols = {m: (d, head) for m, (d, _a) in study_vols.items()}
+                # the same study for protocols that differ only in how segment runs
+                seed = 1000 * ci + list(PROTOCOLS).index(name.replace("+n4", ""))
+                vendor = VENDORS[seed % len(VENDORS)]
                 study = work / case.case_id / f"{name}-dicom"
                 if study.exists():
                     shutil.rmtree(study)
-                write_study(study_vols, study, seed=1000 * ci + pi, vendor=vendor, distractors=True, acquisition=acq)
+                write_study(study_vols, study, seed=seed, vendor=vendor, distractors=True, acquisition=acq)
                 out = work / case.case_id / name
                 t = time.perf_counter()
                 try:
-                    res = api.segment([study], out, weights=weights, options=opts)
+                    res = api.segment([study], out, weights=weights, options=replace(opts, n4=proto.n4))
                     if res["failures"]:
                         raise RuntimeError(res["failures"][0])
                 except Exception as exc:  # recorded, not fatal: a failure is a finding
                     rows[name].append({"error": f"{type(exc).__name__}: {exc}"})
                     print(case.case_id, name, "FAILED", exc, flush=True)
                     continue
-                grid = acquisition_grid(vols[Modality.T1C][0], lc.affine, *t1c_acq)
-                r = _score(out, ref, lc, grid[0].shape, time.perf_counter() - t, dice, labels_to_regions, _on_reference,
+                grid = acquisition_grid(vols[Modality.T1C][0], head, *proto.t1c)
+                r = _score(out, ref, head, grid[0].shape, time.perf_counter() - t, dice, labels_to_regions, _on_reference,
                            grid_affine=grid[1])
                 r["vendor"] = vendor
                 r["detected"] = "+".join(sorted(json.loads((out / "report.json").read_text())["input"]["images"]))
@@ -156,7 +196,31 @@ def main() -> None:
             shutil.rmtree(work, ignore_errors=True)
     minutes = (time.perf_counter() - t0) / 60
     _write_md(rows, protocols, args, rw.name, minutes)
-    print(f"wrote {OUT_MD}")
+    print(f"wrote {args.md}")
+    if args.update_card:
+        _update_card(rw, rows)
+
+
+#: the rows a model card shows (the others are in docs/bench-clinical-real.md)
+CARD_PROTOCOLS = {"3d-t1c+2d-flair": "3D sagittal T1c + 2D axial 5 mm FLAIR", "2d-5mm": "2D axial 5 mm T1c and FLAIR"}
+
+
+def _update_card(rw, rows: dict) -> None:
+    """Add the clinical-protocol rows to the card's real-scan section (only when every case ran)."""
+    from mmtumor.weights import bundled_dir, update_meta
+
+    metrics = dict(rw.meta.get("metrics") or {})
+    real = dict(metrics.get("real") or {})
+    for name, label in CARD_PROTOCOLS.items():
+        ok = [r["dice"] for r in rows.get(name, []) if "dice" in r]
+        if not ok or len(ok) != len(rows[name]):
+            continue
+        m = np.mean(ok, axis=0)
+        real[f"BraTS2013 T1c+FLAIR re-acquired as DICOM, {label} ({len(ok)} cases, bench_clinical_real.py)"] = {
+            r: round(float(v), 4) for r, v in zip(("WT", "TC", "ET"), m)}
+    metrics["real"] = real
+    update_meta(rw.folder if rw.source != "bundled" else bundled_dir(), rw.name, metrics=metrics)
+    print(f"updated the model card of {rw.name}")
 
 
 def case_file_data(case, modality) -> np.ndarray:
@@ -166,15 +230,15 @@ def case_file_data(case, modality) -> np.ndarray:
     return np.asarray(nib.load(str(case.images[modality])).dataobj, dtype=np.float32)
 
 
-def _score(out: Path, ref: np.ndarray, lc, grid_shape, seconds: float, dice, labels_to_regions, on_reference,
+def _score(out: Path, ref: np.ndarray, affine: np.ndarray, grid_shape, seconds: float, dice, labels_to_regions, on_reference,
            grid_affine=None) -> dict:
-    pred = labels_to_regions(on_reference(out / "segmentation.nii.gz", ref.shape[1:], lc.affine)).astype(bool)
+    pred = labels_to_regions(on_reference(out / "segmentation.nii.gz", ref.shape[1:], affine)).astype(bool)
     r = {"dice": [dice(pred[i], ref[i]) for i in range(3)], "seconds": seconds}
     if grid_shape is not None:
         from mmtumor.labels import regions_to_labels
 
         lab = regions_to_labels(ref.astype(np.uint8))
-        back = labels_to_regions(_round_trip(lab, lc.affine, grid_shape, grid_affine)).astype(bool)
+        back = labels_to_regions(_round_trip(lab, affine, grid_shape, grid_affine)).astype(bool)
         r["ceiling"] = [dice(back[i], ref[i]) for i in range(3)]
     return r
 
@@ -201,7 +265,7 @@ def _write_md(rows: dict, protocols: list[str], args, weights_name: str, minutes
              "|---|---|--:|--:|--:|--:|---|--:|"]
     for name in ["nifti"] + protocols:
         ok = [r for r in rows[name] if "dice" in r]
-        what = "the BraTS files (1 mm, skull-stripped, one grid)" if name == "nifti" else PROTOCOLS[name][2]
+        what = "the BraTS files (1 mm, skull-stripped, one grid)" if name == "nifti" else PROTOCOLS[name].what
         if not ok:
             lines.append(f"| {name} | {what} | 0/{len(rows[name])} | | | | | |")
             continue
@@ -224,7 +288,7 @@ def _write_md(rows: dict, protocols: list[str], args, weights_name: str, minutes
                 extra = f" ({r['vendor']}; {r['detected']})" if "vendor" in r else ""
                 cells.append(" / ".join(f"{v:.2f}" for v in r["dice"]) + extra)
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    OUT_MD.write_text("\n".join(lines) + "\n")
+    args.md.write_text("\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

@@ -120,7 +120,8 @@ def main() -> None:
             if real:
                 m = per_subset_means(real["records"], rw.name).get("0101")
                 if m:
-                    metrics["real"] = {"BraTS2013 T1c+FLAIR (6 cases)": m}
+                    # other scripts (bench_clinical_real.py) add their own rows: keep them
+                    metrics["real"] = {**(metrics.get("real") or {}), "BraTS2013 T1c+FLAIR (6 cases)": m}
             update_meta(rw.folder if rw.source != "bundled" else bundled_dir(), rw.name, metrics=metrics)
             print(json.dumps({rw.name: metrics.get("real")}))
 

@@ -542,11 +542,12 @@ def summary(meta: dict) -> str:
             vals = [row[r] for row in table.values() if isinstance(row, dict) and isinstance(row.get(r), (int, float))]
             means.append(f"{r} {sum(vals) / len(vals):.2f}" if vals else f"{r} –")
         parts.append(" ".join(means) + f" (mean of {len(table)} subsets, {metrics.get('expected_dice_source', 'phantoms')})")
-    real = metrics.get("real") or {}
-    for key, row in real.items():
-        if isinstance(row, dict):
-            vals = " ".join(f"{r} {row[r]:.2f}" for r in REGIONS if isinstance(row.get(r), (int, float)))
-            parts.append(f"real {key}: {vals}")
+    real = [(key, row) for key, row in (metrics.get("real") or {}).items() if isinstance(row, dict)]
+    if real:  # the first real-scan figure; a table line has no room for the rest, which the card lists
+        key, row = real[0]
+        vals = " ".join(f"{r} {row[r]:.2f}" for r in REGIONS if isinstance(row.get(r), (int, float)))
+        more = f" (+{len(real) - 1} more real-scan rows in the card)" if len(real) > 1 else ""
+        parts.append(f"real {key}: {vals}{more}")
     return "; ".join(parts) or "no benchmark recorded"
 
 

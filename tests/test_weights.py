@@ -191,6 +191,9 @@ def test_expected_dice_and_summary(exported):
     assert W.expected_dice(rw.meta, "1000") is None and W.expected_dice({}, "1111") is None
     s = W.summary(rw.meta)
     assert "WT 0.88" in s and "real brats2013-flair-t1c: WT 0.70" in s
+    more = {**rw.meta["metrics"], "real": {**rw.meta["metrics"]["real"], "clinical": {"WT": 0.6, "TC": 0.5, "ET": 0.4}}}
+    s2 = W.summary({**rw.meta, "metrics": more})
+    assert "real brats2013-flair-t1c: WT 0.70" in s2 and "+1 more" in s2 and "clinical" not in s2
     rw2 = W.update_meta(rw.folder, "tiny", metrics={"expected_dice": {"1111": {"WT": 0.5, "TC": 0.4, "ET": 0.3}}})
     assert W.expected_dice(rw2.meta, "1111")["WT"] == 0.5 and all(c.ok for c in W.verify(rw.folder))
 
