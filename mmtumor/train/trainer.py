@@ -371,11 +371,12 @@ class Trainer:
                                              pin_memory=self.device.type == "cuda", persistent_workers=False)
         gen = torch.Generator().manual_seed(cfg.seed * 100003 + epoch * 101 + self.dist.rank)
         ddp_model.train()
-        sums: dict[str, float] = {}
+        sums: dict[str, torch.Tensor | float] = {}
         bad = 0
         t0 = time.perf_counter()
         data_time = 0.0
         first_loss = None
+        step = 0
         it = iter(loader)
         for _ in range(cfg.iters_per_epoch):
             td = time.perf_counter()
@@ -403,16 +404,20 @@ class Trainer:
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             scaler.step(optimizer)
             scaler.update()
+            # summed on the device: reading a loss back every step would stall a GPU once per term
             for k, v in terms.items():
-                sums[k] = sums.get(k, 0.0) + float(v.detach())
+                sums[k] = sums.get(k, 0.0) + v.detach().float()
             if first_loss is None:
                 first_loss = float(loss.detach())
+            step += 1
             if progress is not None:
-                progress.update(task, advance=1, description=f"epoch {epoch}/{cfg.epochs} loss {float(loss.detach()):.3f}")
+                # the loss shown is read back (a device sync) only every 10 steps
+                desc = {"description": f"epoch {epoch}/{cfg.epochs} loss {float(loss.detach()):.3f}"} if step % 10 == 1 else {}
+                progress.update(task, advance=1, **desc)
         del it, loader
         n = max(cfg.iters_per_epoch - bad, 1)
         dt = time.perf_counter() - t0
-        return {"epoch": epoch, "lr": lr, "loss": {k: v / n for k, v in sums.items()}, "seconds": round(dt, 2),
+        return {"epoch": epoch, "lr": lr, "loss": {k: float(v) / n for k, v in sums.items()}, "seconds": round(dt, 2),
                 "it_per_s": round(cfg.iters_per_epoch / dt, 3), "data_fraction": round(data_time / dt, 3), "skipped": bad,
                 "first_loss": first_loss}
 
