@@ -47,6 +47,8 @@ class Protocol:
     bias: float = 0.0  # strength of a smooth multiplicative receive field exp(bias * n), n unit-variance over ~70 mm
     n4: bool = False  # run segment with --n4
     tilt: float = 0.0  # head pitched by this many degrees (chin down) about the left-right axis before acquisition
+    flair_motion: float = 0.0  # the head moved between the T1c and the FLAIR: this many degrees of pitch, as many mm
+    skull_strip: str | bool = "auto"  # segment --skull-strip (True = the atlas brain mask even on a stripped scan)
 
 
 PROTOCOLS: dict[str, Protocol] = {
@@ -57,6 +59,10 @@ PROTOCOLS: dict[str, Protocol] = {
     "2d-t1c-only": Protocol(("axial", 5.0), None, "T1c alone, 2D axial 5 mm (no FLAIR acquired)"),
     "bias": Protocol(("sagittal", 1.0), ("axial", 5.0), "as 3d-t1c+2d-flair, with an uncorrected receive-coil field on each series (exp(0.25 n), about ±40 %)", bias=0.25),
     "bias+n4": Protocol(("sagittal", 1.0), ("axial", 5.0), "the same studies as bias, segmented with --n4", bias=0.25, n4=True),
+    "flair-moved": Protocol(("sagittal", 1.0), ("axial", 5.0), "the patient moved between the series: FLAIR turned 8° and shifted 8 mm against the T1c",
+                            flair_motion=8.0),
+    "atlas-mask": Protocol(("sagittal", 1.0), ("axial", 5.0), "as 3d-t1c+2d-flair, with the atlas brain mask forced (--skull-strip yes), as a skull-on scan would get",
+                           skull_strip=True),
     "tilted": Protocol(("sagittal", 1.0), ("axial", 5.0), "head pitched 20° in the coil; T1c 3D sagittal 1 mm, FLAIR 2D axial 5 mm not angled to the brain", tilt=20.0),
 }
 
@@ -167,6 +173,10 @@ def main() -> None:
                     study_vols = {m: (d * bias_field(rng, d.shape, np.ones(3), proto.bias), a) for m, (d, a) in study_vols.items()}
                 head = _pitched(lc.affine, ref.shape[1:], proto.tilt)  # where the head (and its reference label) now is
                 study_vols = {m: (d, head) for m, (d, _a) in study_vols.items()}
+                if proto.flair_motion and Modality.FLAIR in study_vols:
+                    moved = _pitched(head, ref.shape[1:], proto.flair_motion)
+                    moved[:3, 3] += proto.flair_motion / np.sqrt(3)  # and shifted by flair_motion mm
+                    study_vols[Modality.FLAIR] = (study_vols[Modality.FLAIR][0], moved)
                 # the same study for protocols that differ only in how segment runs
                 seed = 1000 * ci + list(PROTOCOLS).index(name.replace("+n4", ""))
                 vendor = VENDORS[seed % len(VENDORS)]
@@ -177,7 +187,7 @@ def main() -> None:
                 out = work / case.case_id / name
                 t = time.perf_counter()
                 try:
-                    res = api.segment([study], out, weights=weights, options=replace(opts, n4=proto.n4))
+                    res = api.segment([study], out, weights=weights, options=replace(opts, n4=proto.n4, skull_strip=proto.skull_strip))
                     if res["failures"]:
                         raise RuntimeError(res["failures"][0])
                 except Exception as exc:  # recorded, not fatal: a failure is a finding
@@ -254,7 +264,9 @@ def _write_md(rows: dict, protocols: list[str], args, weights_name: str, minutes
     lines = ["# Real scans acquired the clinical way (`benchmarks/bench_clinical_real.py`)", "",
              f"- date: {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC; machine: {platform.machine()}, "
              f"{os.cpu_count()} cores, {args.threads} torch threads, CPU; {minutes:.1f} min",
-             f"- command: `python benchmarks/bench_clinical_real.py --weights {args.weights}` (weights: {weights_name}; "
+             f"- command: `python benchmarks/bench_clinical_real.py --weights {args.weights}"
+             f"{'' if protocols == list(PROTOCOLS) else ' --protocols ' + ','.join(protocols)}"
+             f"{' --update-card' if args.update_card else ''}` (weights: {weights_name}; "
              "`mmtumor.api.segment` with its defaults, no preview)",
              "- cases: the labelled real BraTS 2013 cases (T1c + FLAIR), validation only, never trained on",
              "- each case is re-acquired as a DICOM study (phantom DICOM writer: vendor headers and names, a localizer, "
