@@ -33,6 +33,7 @@ bench: install
 	$(PY) benchmarks/sim2real.py --weights weights/a2fseg-cpu.safetensors --note "bundled default as segment runs it"
 	$(PY) benchmarks/bench_subsets_real.py
 	$(PY) benchmarks/bench_clinical_real.py --update-card
+	$(PY) benchmarks/analyse_t1c_alone.py
 	$(PY) benchmarks/bench_segment.py
 	$(PY) benchmarks/bench_default_benchmark.py
 	$(PY) benchmarks/bench_grid_ceiling.py --spacings 1.5 2 3
