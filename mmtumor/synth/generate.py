@@ -28,8 +28,7 @@ from .contrast import dura_map, render, sample_intensities, vessel_map
 from .fields import single_thread, upsample
 from .tumour import ED, ET, NCR, build_tumour, load_real_shapes, plan_lesions
 
-GENERATOR_VERSION = "1.2"  # 1.1: dural venous sinuses (bright on T1c) in --randomize phantoms; 1.2: one-sided enlarged
-# lateral ventricle in half of them; canonical ones unchanged
+GENERATOR_VERSION = "1.1"  # 1.1: dural venous sinuses (bright on T1c) in --randomize phantoms; canonical ones unchanged
 FORMATS = ("brats2020", "brats2023")
 _SUFFIX = {
     "brats2020": {Modality.T1: "_t1", Modality.T1C: "_t1ce", Modality.T2: "_t2", Modality.FLAIR: "_flair", "seg": "_seg"},
@@ -109,7 +108,6 @@ def _generate(seed: int, shape: tuple[int, int, int], randomize: bool, keep_tiss
     ventricles = float(rng.uniform(0.0, 0.2))
     vc = (np.linalg.inv(ana.REF_AFFINE) @ np.array([0.0, -12.0, 14.0, 1.0]))[:3]
     ana.MassEffect(centre=vc, length_mm=28.0, strength=ventricles).apply(low)
-    trapped = _one_sided_ventricle(seed, low) if randomize else 0.0
     box = ana.brain_box(low_maps["brain"], shape)
     coords = ana.full_coords(low, shape, box)
     # venous sinuses (version 1.1) only in domain-randomised phantoms, the training data: canonical phantoms (the
@@ -176,8 +174,7 @@ def _generate(seed: int, shape: tuple[int, int, int], randomize: bool, keep_tiss
         "volumes_ml": vol,
         "brain_ml": round(float(brain.sum()) * voxel_ml, 2),
         "anatomy": {"brain_scale": round(params.brain_scale, 4), "elastic_mm": round(params.elastic_mm, 3),
-                    "ventricle_enlargement": round(ventricles, 3), "one_sided_ventricle": round(trapped, 3),
-                    "atrophy": round(atrophy, 3)},
+                    "ventricle_enlargement": round(ventricles, 3), "atrophy": round(atrophy, 3)},
         "lesions": [{"centre_mm": [round(float(c), 1) for c in (affine @ np.r_[(p.centre + 0.5) / spacing - 0.5, 1])[:3]],
                      "wt_radius_mm": round(p.wt_radius, 2), "core_fraction": round(p.core_fraction, 3),
                      "enhancing": p.enhancing, "shape": p.shape, **p.params} for p in plans],
@@ -195,25 +192,6 @@ def _generate(seed: int, shape: tuple[int, int, int], randomize: bool, keep_tiss
             tissues[name] = np.ascontiguousarray(full[::-1, ::-1])
     images, label, affine = _to_brats_layout(images, label, affine)
     return SynthCase(images=images, label=label, affine=affine, metadata=metadata, tissues=tissues)
-
-
-def _one_sided_ventricle(seed: int, low: np.ndarray) -> float:
-    """Version 1.2, --randomize only: in half the phantoms one lateral ventricle is enlarged (trapped by a tumour, or
-    asymmetric), on its own random stream so every other draw stays as in version 1.1. Returns the push strength.
-
-    Why: given T1c alone, the default took a real trapped ventricle beside a tumour for necrotic core (29 mL of false
-    tumour, docs/training.md "T1c alone: where the false tumour is"); phantom ventricles were only mildly and
-    symmetrically enlarged.
-    """
-    vrng = np.random.default_rng([seed, 3])
-    if vrng.random() >= 0.5:
-        return 0.0
-    side = 1.0 if vrng.random() < 0.5 else -1.0
-    centre_mm = np.array([side * vrng.uniform(14.0, 22.0), vrng.uniform(-35.0, 0.0), vrng.uniform(10.0, 22.0), 1.0])
-    strength = float(vrng.uniform(0.35, 0.7))
-    ana.MassEffect(centre=(np.linalg.inv(ana.REF_AFFINE) @ centre_mm)[:3], length_mm=float(vrng.uniform(18.0, 28.0)),
-                   strength=strength).apply(low)
-    return strength
 
 
 def _to_brats_layout(images: dict[Modality, np.ndarray], label: np.ndarray, affine: np.ndarray):
