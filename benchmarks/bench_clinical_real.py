@@ -112,7 +112,6 @@ def main() -> None:
     from mmtumor.infer.predictor import SegmentOptions
     from mmtumor.io.dataset import find_cases, load_case
     from mmtumor.labels import labels_to_regions
-    from mmtumor.metrics import dice
     from mmtumor.modalities import Modality
     from mmtumor.synth.artefacts import bias_field
     from mmtumor.synth.dicom import VENDORS, acquisition_grid, write_study
@@ -158,7 +157,7 @@ def main() -> None:
             t = time.perf_counter()
             api.segment([], out, weights=weights, options=opts,
                         explicit={m: case.images[m] for m in (Modality.T1C, Modality.FLAIR)})
-            rows["nifti"].append(_score(out, ref, lc.affine, None, time.perf_counter() - t, dice, labels_to_regions, _on_reference))
+            rows["nifti"].append(_score(out, ref, lc.affine, time.perf_counter() - t))
             print(case.case_id, "nifti", _fmt(rows["nifti"][-1]), flush=True)
 
             for name in protocols:
@@ -195,8 +194,7 @@ def main() -> None:
                     print(case.case_id, name, "FAILED", exc, flush=True)
                     continue
                 grid = acquisition_grid(vols[Modality.T1C][0], head, *proto.t1c)
-                r = _score(out, ref, head, grid[0].shape, time.perf_counter() - t, dice, labels_to_regions, _on_reference,
-                           grid_affine=grid[1])
+                r = _score(out, ref, head, time.perf_counter() - t, grid=(grid[0].shape, grid[1]))
                 r["vendor"] = vendor
                 r["detected"] = "+".join(sorted(json.loads((out / "report.json").read_text())["input"]["images"]))
                 rows[name].append(r)
@@ -240,15 +238,17 @@ def case_file_data(case, modality) -> np.ndarray:
     return np.asarray(nib.load(str(case.images[modality])).dataobj, dtype=np.float32)
 
 
-def _score(out: Path, ref: np.ndarray, affine: np.ndarray, grid_shape, seconds: float, dice, labels_to_regions, on_reference,
-           grid_affine=None) -> dict:
-    pred = labels_to_regions(on_reference(out / "segmentation.nii.gz", ref.shape[1:], affine)).astype(bool)
-    r = {"dice": [dice(pred[i], ref[i]) for i in range(3)], "seconds": seconds}
-    if grid_shape is not None:
-        from mmtumor.labels import regions_to_labels
+def _score(out: Path, ref: np.ndarray, affine: np.ndarray, seconds: float, grid: tuple | None = None) -> dict:
+    """Dice of ``out``/segmentation.nii.gz against the regions ``ref`` (on ``affine``); with ``grid`` (shape, affine of
+    the T1c series) also the ceiling: the reference's own Dice after the round trip to that grid."""
+    from mmtumor.labels import labels_to_regions, regions_to_labels
+    from mmtumor.metrics import dice
 
+    pred = labels_to_regions(_on_reference(out / "segmentation.nii.gz", ref.shape[1:], affine)).astype(bool)
+    r = {"dice": [dice(pred[i], ref[i]) for i in range(3)], "seconds": seconds}
+    if grid is not None:
         lab = regions_to_labels(ref.astype(np.uint8))
-        back = labels_to_regions(_round_trip(lab, affine, grid_shape, grid_affine)).astype(bool)
+        back = labels_to_regions(_round_trip(lab, affine, *grid)).astype(bool)
         r["ceiling"] = [dice(back[i], ref[i]) for i in range(3)]
     return r
 
