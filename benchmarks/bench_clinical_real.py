@@ -149,7 +149,7 @@ def main() -> None:
             ref = labels_to_regions(lc.label).astype(bool)
             vols = {}
             for m in (Modality.T1C, Modality.FLAIR):
-                data = case_file_data(case, m)
+                data = lc.image[m.index]  # the file's own voxels (load_case does not normalise)
                 vols[m] = (data - data.min(), lc.affine)  # clinical images are non-negative with a zero background
 
             # the BraTS files themselves (what the existing real-scan tables measure)
@@ -229,13 +229,6 @@ def _update_card(rw, rows: dict) -> None:
     metrics["real"] = real
     update_meta(rw.folder if rw.source != "bundled" else bundled_dir(), rw.name, metrics=metrics)
     print(f"updated the model card of {rw.name}")
-
-
-def case_file_data(case, modality) -> np.ndarray:
-    """The file's own voxels (load_case normalises; the DICOM writer must get the scanner-like values)."""
-    import nibabel as nib
-
-    return np.asarray(nib.load(str(case.images[modality])).dataobj, dtype=np.float32)
 
 
 def _score(out: Path, ref: np.ndarray, affine: np.ndarray, seconds: float, grid: tuple | None = None) -> dict:

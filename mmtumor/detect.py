@@ -225,9 +225,8 @@ def _exclusion(f: dict) -> str | None:
     ph = _physics(f)
     seq, te, ti, tr, ir, physics = ph.seq, ph.te, ph.ti, ph.tr, ph.ir, ph.desc
     desc_t = _norm(f.get("SeriesDescription", ""))
-    if seq == ["EP"] and te is not None and (f.get("n_slices") or 99) > 0:
-        if not _has(desc_t, r"flair", r" t2 ", r" t1 "):
-            return "ScanningSequence EP (echo-planar) without structural name: diffusion/perfusion/fMRI"
+    if seq == ["EP"] and te is not None and not _has(desc_t, r"flair", r" t2 ", r" t1 "):
+        return "ScanningSequence EP (echo-planar) without structural name: diffusion/perfusion/fMRI"
     if ("GR" in seq and "SE" not in seq and not ir and te is not None and te >= 10
             and not (_has(desc_t, *_CLASS_TEXT["T1"]) and not _has(desc_t, r" t2 ", r"t2w"))):
         # a spoiled T1 gradient echo has TE of a few ms; at 10 ms and more it is T2*-weighted (GRE/FFE/hemo);
