@@ -3,6 +3,7 @@ through the whole `segment` path (docs/bench-clinical-real.md).
 
     python benchmarks/bench_clinical_real.py [--weights default] [--real ../shared/data/real] [--cases 6]
                                              [--protocols 2d-5mm,oblique,...] [--update-card] [--keep DIR]
+                                             [--head-seed 7100]
 
 Why: the real validation cases are BraTS files (1 mm, co-registered, skull-stripped), the one input where
 `segment` interpolates nothing. Users bring DICOM: 2D stacks with 5 mm slices, 3D sagittal acquisitions, oblique
@@ -11,6 +12,10 @@ re-acquires each labelled real case (T1c + FLAIR, BraTS 2013) in such protocols 
 (`mmtumor.synth.dicom.write_study`: slab-averaged thick slices, vendor headers, distractor series), then runs
 `mmtumor.api.segment` on the study folder exactly as a user would: discovery, modality detection, conversion,
 co-registration, resampling, inference and the way back to the T1c series' native grid.
+
+The `skull-on` protocols first put each real brain back into a synthetic head (`mmtumor.synth.head`: skull, scalp,
+orbits, neck), so `segment` must find the brain itself, as on a clinical scan; the head is a model, the brain and
+its label are real.
 
 Scoring: the segmentation (on the T1c series' grid) is brought back onto the original 1 mm reference grid
 (nearest neighbour through world coordinates) and compared with the reference label. "ceiling" is the Dice of
@@ -49,6 +54,7 @@ class Protocol:
     tilt: float = 0.0  # head pitched by this many degrees (chin down) about the left-right axis before acquisition
     flair_motion: float = 0.0  # the head moved between the T1c and the FLAIR: this many degrees of pitch, as many mm
     skull_strip: str | bool = "auto"  # segment --skull-strip (True = the atlas brain mask even on a stripped scan)
+    head: bool = False  # put the real brain back into a synthetic head (skull, scalp, face, neck; mmtumor.synth.head)
 
 
 PROTOCOLS: dict[str, Protocol] = {
@@ -64,6 +70,9 @@ PROTOCOLS: dict[str, Protocol] = {
     "atlas-mask": Protocol(("sagittal", 1.0), ("axial", 5.0), "as 3d-t1c+2d-flair, with the atlas brain mask forced (--skull-strip yes), as a skull-on scan would get",
                            skull_strip=True),
     "tilted": Protocol(("sagittal", 1.0), ("axial", 5.0), "head pitched 20° in the coil; T1c 3D sagittal 1 mm, FLAIR 2D axial 5 mm not angled to the brain", tilt=20.0),
+    "skull-on": Protocol(("sagittal", 1.0), ("axial", 5.0), "as 3d-t1c+2d-flair, the real brain inside a synthetic head (CSF, skull with diploe, muscle, scalp fat, face, neck): `segment` must find the brain itself",
+                         head=True),
+    "skull-on-2d": Protocol(("axial", 5.0), ("axial", 5.0), "as 2d-5mm, inside the synthetic head", head=True),
 }
 
 
@@ -115,6 +124,7 @@ def main() -> None:
     from mmtumor.modalities import Modality
     from mmtumor.synth.artefacts import bias_field
     from mmtumor.synth.dicom import VENDORS, acquisition_grid, write_study
+    from mmtumor.synth.head import wrap_in_head
     from mmtumor.weights import resolve
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -124,6 +134,7 @@ def main() -> None:
     ap.add_argument("--protocols", default=",".join(PROTOCOLS), help="comma-separated subset of " + ", ".join(PROTOCOLS))
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--keep", type=Path, default=None, help="keep the DICOM studies and outputs here")
+    ap.add_argument("--head-seed", type=int, default=7100, help="seed of the synthetic heads (case i gets seed + i)")
     ap.add_argument("--md", type=Path, default=OUT_MD, help="where the results page goes")
     ap.add_argument("--update-card", action="store_true",
                     help="record the CARD_PROTOCOLS rows in the weights' model card (metrics.real)")
@@ -167,13 +178,21 @@ def main() -> None:
                 if proto.flair is not None:
                     acq[Modality.FLAIR] = proto.flair
                     study_vols[Modality.FLAIR] = vols[Modality.FLAIR]
+                base = lc.affine
+                if proto.head:  # the same head for every protocol of a case
+                    imgs, base, _brain = wrap_in_head({m: d for m, (d, _a) in study_vols.items()}, lc.affine, seed=args.head_seed + ci)
+                    study_vols = {m: (d, base) for m, d in imgs.items()}
                 if proto.bias:
                     rng = np.random.default_rng(7000 + ci)  # the same field for bias and bias+n4
                     study_vols = {m: (d * bias_field(rng, d.shape, np.ones(3), proto.bias), a) for m, (d, a) in study_vols.items()}
+                if proto.tilt and proto.head:
+                    raise ValueError("tilt and head are not combined: the label would turn about another centre")
                 head = _pitched(lc.affine, ref.shape[1:], proto.tilt)  # where the head (and its reference label) now is
-                study_vols = {m: (d, head) for m, (d, _a) in study_vols.items()}
+                if proto.tilt:
+                    base = head
+                study_vols = {m: (d, base) for m, (d, _a) in study_vols.items()}
                 if proto.flair_motion and Modality.FLAIR in study_vols:
-                    moved = _pitched(head, ref.shape[1:], proto.flair_motion)
+                    moved = _pitched(base, study_vols[Modality.FLAIR][0].shape, proto.flair_motion)
                     moved[:3, 3] += proto.flair_motion / np.sqrt(3)  # and shifted by flair_motion mm
                     study_vols[Modality.FLAIR] = (study_vols[Modality.FLAIR][0], moved)
                 # the same study for protocols that differ only in how segment runs
@@ -193,7 +212,7 @@ def main() -> None:
                     rows[name].append({"error": f"{type(exc).__name__}: {exc}"})
                     print(case.case_id, name, "FAILED", exc, flush=True)
                     continue
-                grid = acquisition_grid(vols[Modality.T1C][0], head, *proto.t1c)
+                grid = acquisition_grid(*study_vols[Modality.T1C], *proto.t1c)
                 r = _score(out, ref, head, time.perf_counter() - t, grid=(grid[0].shape, grid[1]))
                 r["vendor"] = vendor
                 r["detected"] = "+".join(sorted(json.loads((out / "report.json").read_text())["input"]["images"]))
@@ -259,7 +278,8 @@ def _write_md(rows: dict, protocols: list[str], args, weights_name: str, minutes
              f"{os.cpu_count()} cores, {args.threads} torch threads, CPU; {minutes:.1f} min",
              f"- command: `python benchmarks/bench_clinical_real.py --weights {args.weights}"
              f"{'' if protocols == list(PROTOCOLS) else ' --protocols ' + ','.join(protocols)}"
-             f"{' --update-card' if args.update_card else ''}` (weights: {weights_name}; "
+             f"{' --update-card' if args.update_card else ''}"
+             f"{f' --head-seed {args.head_seed}' if args.head_seed != 7100 else ''}` (weights: {weights_name}; "
              "`mmtumor.api.segment` with its defaults, no preview)",
              "- cases: the labelled real BraTS 2013 cases (T1c + FLAIR), validation only, never trained on",
              "- each case is re-acquired as a DICOM study (phantom DICOM writer: vendor headers and names, a localizer, "

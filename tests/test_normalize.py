@@ -74,6 +74,24 @@ def test_histogram_peak_finds_main_mode():
     assert abs(histogram_peak(values) - 50) < 3
 
 
+def test_peak_ignores_a_dark_shell_in_a_loose_mask():
+    """A skull-on scan's atlas mask can hold as many voxels of dark bone/CSF as of brain: the peak must stay on
+    the tissue (without the dark floor it sat on the shell and scaled the image up ~25-fold on a real brain)."""
+    rng = np.random.default_rng(6)
+    img, brain, lesion = _phantom_brain(rng)
+    grid = np.indices(img.shape).astype(float)
+    r = np.sqrt(((grid - ((np.array(img.shape) - 1) / 2).reshape(3, 1, 1, 1)) ** 2).sum(0))
+    loose = r < 20  # the brain (r < 15) and a shell 5 voxels thick, larger than the brain's tissue volume
+    shell = loose & ~brain
+    img[shell] = np.abs(rng.normal(3, 1, shell.sum()))  # cortical bone / CSF on T1: nearly black
+    assert shell.sum() > (brain & ~lesion).sum()
+    assert abs(histogram_peak(img[loose]) - 3) < 3  # the plain mode is the dark shell ...
+    out = normalize_intensity(img, loose, "peak")
+    assert abs(float(np.median(out[brain & ~lesion])) - 1.0) < 0.05  # ... the normalisation ignores it
+    # the floor changes nothing when the main mode is tissue (the mask is the brain)
+    assert histogram_peak(img[brain], above=0.1 * np.percentile(img[brain], 99)) == histogram_peak(img[brain])
+
+
 def test_bad_method_and_shapes():
     img, brain, _ = _phantom_brain(np.random.default_rng(5))
     with pytest.raises(InputError):

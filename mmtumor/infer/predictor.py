@@ -113,35 +113,65 @@ class Predictor:
         warnings += pre.warnings
         step("preprocess")
         t = time.perf_counter()
-        image = np.zeros_like(pre.data, dtype=np.float32)
-        for i in np.flatnonzero(pre.present):
-            image[i] = normalize_intensity(pre.data[i], pre.brain_mask)
+
+        def normalised(mask):
+            image = np.zeros_like(pre.data, dtype=np.float32)
+            for i in np.flatnonzero(pre.present):
+                image[i] = normalize_intensity(pre.data[i] * mask, mask)
+            return image
+
+        def infer(image, mask):
+            model_input = image
+            if self.spacing and not np.allclose(pre.spacing, self.spacing, rtol=0.02):
+                # the model works at its own voxel size (e.g. 2 mm CPU models): resample in, predict, resample back
+                from ..train.cache import resample_to_spacing
+
+                model_input = resample_to_spacing(image, pre.spacing, self.spacing, order=1)
+                note = (f"model grid: {self.spacing:g} mm ({'x'.join(map(str, model_input.shape[1:]))}), "
+                        f"probabilities resampled back to the {'x'.join(map(str, image.shape[1:]))} working grid")
+                if note not in pre.steps:
+                    pre.steps.append(note)
+            probs = sliding_window_regions(self.model, model_input, pre.present.tolist(), self.patch, overlap=opts.overlap,
+                                           sw_batch=opts.sw_batch, device=self.device, amp=opts.amp, tta=opts.tta)
+            if probs.shape[1:] != image.shape[1:]:
+                from ..train.cache import resize
+
+                probs = resize(probs, image.shape[1:], order=1)
+            return probs * mask[None]
+
+        def islands_removed(probs):
+            labels = regions_to_labels(probs > 0.5)
+            before = int(np.count_nonzero(labels))
+            if opts.min_component_fraction > 0:
+                labels = drop_small_components(labels, opts.min_component_fraction)
+            return labels, before - int(np.count_nonzero(labels))
+
+        image = normalised(pre.brain_mask)
         step("normalise")
         t = time.perf_counter()
-        model_input = image
-        if self.spacing and not np.allclose(pre.spacing, self.spacing, rtol=0.02):
-            # the model works at its own voxel size (e.g. 2 mm CPU models): resample in, predict, resample back
-            from ..train.cache import resample_to_spacing
-
-            model_input = resample_to_spacing(image, pre.spacing, self.spacing, order=1)
-            pre.steps.append(f"model grid: {self.spacing:g} mm ({'x'.join(map(str, model_input.shape[1:]))}), "
-                             f"probabilities resampled back to the {'x'.join(map(str, image.shape[1:]))} working grid")
-        probs = sliding_window_regions(self.model, model_input, pre.present.tolist(), self.patch, overlap=opts.overlap,
-                                       sw_batch=opts.sw_batch, device=self.device, amp=opts.amp, tta=opts.tta)
-        if probs.shape[1:] != image.shape[1:]:
-            from ..train.cache import resize
-
-            probs = resize(probs, image.shape[1:], order=1)
-        probs *= pre.brain_mask[None]
-        step("inference")
-        t = time.perf_counter()
-        labels = regions_to_labels(probs > 0.5)
+        probs = infer(image, pre.brain_mask)
         # what post-processing changed, in working-grid voxels (report.json "postprocessing")
         postprocessing = {"island_voxels_removed": 0, "et_voxels_relabelled_ncr": 0}
-        if opts.min_component_fraction > 0:
-            before = int(np.count_nonzero(labels))
-            labels = drop_small_components(labels, opts.min_component_fraction)
-            postprocessing["island_voxels_removed"] = before - int(np.count_nonzero(labels))
+        labels, postprocessing["island_voxels_removed"] = islands_removed(probs)
+        if pre.refined_mask is not None:
+            # skull-on scan: a second pass on the refined brain mask, tumour-safe (mmtumor.preprocess.brainmask)
+            from ..preprocess.brainmask import consensus_filter, tumour_safe_mask
+
+            step("inference (atlas mask)")
+            t = time.perf_counter()
+            mask2, allowed = tumour_safe_mask(labels > 0, pre.refined_mask, pre.brain_mask, pre.spacing)
+            probs = infer(normalised(mask2), mask2)
+            labels, postprocessing["island_voxels_removed"] = islands_removed(probs)
+            labels, postprocessing["outside_brain_voxels_removed"] = consensus_filter(labels, allowed)
+            ml = float(np.prod(pre.spacing)) / 1000.0
+            pre.steps.append(f"second pass on the refined brain mask plus {mask2.sum() - (mask2 & pre.refined_mask).sum()} "
+                             f"voxels around first-pass tumour ({mask2.sum() * ml:.0f} mL); tumour kept only where the "
+                             f"first pass (atlas mask) also found it: {postprocessing['outside_brain_voxels_removed']} voxels "
+                             "dropped")
+            step("inference (refined mask)")
+        else:
+            step("inference")
+        t = time.perf_counter()
         if opts.min_et_voxels > 0:
             et_before = int(np.count_nonzero(labels == ET))
             labels = relabel_small_et(labels, opts.min_et_voxels)

@@ -70,6 +70,10 @@ class PreprocessResult:
     warnings: list[str] = field(default_factory=list)
     #: 4x4 RAS transform reference world -> MNI152 world (None when the atlas was not used)
     to_mni: np.ndarray | None = None
+    #: the atlas mask cut back to the dark shell around the brain (mmtumor.preprocess.brainmask); None when the atlas
+    #: was not used or the refinement failed. ``brain_mask`` stays the atlas mask: the refined one is not safe for
+    #: a dark tumour at the brain surface on its own, so `Predictor` combines the two.
+    refined_mask: np.ndarray | None = None
 
     @property
     def spacing(self) -> tuple[float, float, float]:
@@ -647,6 +651,7 @@ def preprocess_case(
     if skull_strip == "auto":
         steps.append(f"skull stripping auto: the {ref.value} {'looks' if ref_stripped else 'does not look'} skull-stripped")
     to_mni = None
+    refined = None
     if strip:
         with clock.step("brain extraction (MNI152 atlas)"):
             if fixed is None:
@@ -658,6 +663,13 @@ def preprocess_case(
                      f", Mattes MI), brain mask warped, largest component, holes filled: {vol_ml:.0f} mL")
         if not 800 <= vol_ml <= 2200:
             warnings.append(f"brain mask volume {vol_ml:.0f} mL is implausible: the atlas registration may have failed")
+        if not ref_stripped:
+            from .brainmask import refine_brain_mask
+
+            with clock.step("brain mask refinement"):
+                refined, why = refine_brain_mask(out, [m in loaded for m in MODALITIES], mask, tuple(_spacing(work_aff)))
+            steps.append(f"brain mask refined on the image (dark CSF/bone shell, all modalities): {why}"
+                         + ("" if refined is not None else "; the atlas mask is used alone"))
     elif ref_stripped:
         mask = _clean_mask(out[ref.index] > out[ref.index].min())
         strip = True  # the other modalities get the reference's brain mask (they may not be stripped)
@@ -682,6 +694,7 @@ def preprocess_case(
         ornt_to_working=ornt, scale=scale, shift=shift, reoriented_shape=tuple(ro_data.shape),
         transforms=transforms, steps=steps, timings=timings, warnings=warnings)
     result.to_mni = to_mni
+    result.refined_mask = refined
     return result
 
 
