@@ -160,13 +160,19 @@ class Predictor:
             step("inference (atlas mask)")
             t = time.perf_counter()
             mask2, allowed = tumour_safe_mask(labels > 0, pre.refined_mask, pre.brain_mask, pre.spacing)
+            outside = int(np.count_nonzero((labels > 0) & ~allowed))
+            postprocessing["first_pass_voxels_outside_brain"] = outside
+            if outside:
+                warnings.append(f"skull-on scan: {outside * float(np.prod(pre.spacing)) / 1000.0:.1f} mL of tumour that the first "
+                                "pass (atlas brain mask) found lay mostly outside the refined brain mask (orbit, scalp, neck?) "
+                                "and was not kept; check the preview if the tumour may extend beyond the brain")
             probs = infer(normalised(mask2), mask2)
             labels, postprocessing["island_voxels_removed"] = islands_removed(probs)
-            labels, postprocessing["outside_brain_voxels_removed"] = consensus_filter(labels, allowed)
+            labels, postprocessing["second_pass_only_voxels_removed"] = consensus_filter(labels, allowed)
             ml = float(np.prod(pre.spacing)) / 1000.0
             pre.steps.append(f"second pass on the refined brain mask plus {mask2.sum() - (mask2 & pre.refined_mask).sum()} "
                              f"voxels around first-pass tumour ({mask2.sum() * ml:.0f} mL); tumour kept only where the "
-                             f"first pass (atlas mask) also found it: {postprocessing['outside_brain_voxels_removed']} voxels "
+                             f"first pass (atlas mask) also found it: {postprocessing['second_pass_only_voxels_removed']} voxels "
                              "dropped")
             step("inference (refined mask)")
         else:
