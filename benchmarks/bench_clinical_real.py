@@ -171,6 +171,7 @@ def main() -> None:
             rows["nifti"].append(_score(out, ref, lc.affine, time.perf_counter() - t))
             print(case.case_id, "nifti", _fmt(rows["nifti"][-1]), flush=True)
 
+            head_vols = None
             for name in protocols:
                 proto = PROTOCOLS[name]
                 acq = {Modality.T1C: proto.t1c}
@@ -179,9 +180,12 @@ def main() -> None:
                     acq[Modality.FLAIR] = proto.flair
                     study_vols[Modality.FLAIR] = vols[Modality.FLAIR]
                 base = lc.affine
-                if proto.head:  # the same head for every protocol of a case
-                    imgs, base, _brain = wrap_in_head({m: d for m, (d, _a) in study_vols.items()}, lc.affine, seed=args.head_seed + ci)
-                    study_vols = {m: (d, base) for m, d in imgs.items()}
+                if proto.head:  # one head per case (built once, for T1c and FLAIR), shared by the skull-on protocols
+                    if head_vols is None:
+                        imgs, head_aff, _brain = wrap_in_head({m: vols[m][0] for m in vols}, lc.affine, seed=args.head_seed + ci)
+                        head_vols = {m: (d, head_aff) for m, d in imgs.items()}
+                    study_vols = {m: head_vols[m] for m in study_vols}
+                    base = head_vols[Modality.T1C][1]
                 if proto.bias:
                     rng = np.random.default_rng(7000 + ci)  # the same field for bias and bias+n4
                     study_vols = {m: (d * bias_field(rng, d.shape, np.ones(3), proto.bias), a) for m, (d, a) in study_vols.items()}

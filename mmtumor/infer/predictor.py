@@ -117,7 +117,7 @@ class Predictor:
         def normalised(mask):
             image = np.zeros_like(pre.data, dtype=np.float32)
             for i in np.flatnonzero(pre.present):
-                image[i] = normalize_intensity(pre.data[i] * mask, mask)
+                image[i] = normalize_intensity(pre.data[i], mask)
             return image
 
         def infer(image, mask):

@@ -29,6 +29,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from .normalize import DARK_FLOOR, histogram_peak
+from .spatial import clean_mask
 
 #: refinement parameters (mm or fractions), set once from anatomy, not fitted: shell = CSF 1-3 mm + bone 2-7 mm
 THRESHOLD = 0.45
@@ -90,10 +91,7 @@ def refine_brain_mask(data: np.ndarray, present, atlas_mask: np.ndarray, spacing
         mask = ndi.binary_dilation(mask, iterations=steps, mask=evidence)
     closed = ndi.distance_transform_edt(~mask, sampling=sp) <= CLOSE_MM
     mask = ndi.distance_transform_edt(closed, sampling=sp) > CLOSE_MM
-    mask = ndi.binary_fill_holes(mask) & band
-    lab, n = ndi.label(mask)
-    if n > 1:
-        mask = lab == int(np.argmax(np.bincount(lab.ravel())[1:]) + 1)
+    mask = clean_mask(ndi.binary_fill_holes(mask) & band)
     out = np.zeros(atlas_mask.shape, bool)
     out[box] = mask
     ml, atlas_ml = out.sum() * sp.prod() / 1000.0, atlas_mask.sum() * sp.prod() / 1000.0
@@ -110,14 +108,7 @@ def tumour_safe_mask(first_wt: np.ndarray, refined: np.ndarray, atlas_mask: np.n
     plus the atlas mask within MARGIN_MM of them, so a dark tumour at the brain surface is not cut away, while
     components mostly outside it (orbital fat, neck) vanish from view.
     """
-    lab, n = ndi.label(first_wt)
-    keep = np.zeros(first_wt.shape, bool)
-    if n:
-        total = np.bincount(lab.ravel(), minlength=n + 1)
-        inside = np.bincount(lab[refined], minlength=n + 1)
-        ok = inside >= INSIDE_FRACTION * total
-        ok[0] = False
-        keep = ok[lab]
+    keep = _mostly_inside(first_wt, refined)
     near = ndi.distance_transform_edt(~keep, sampling=spacing) <= MARGIN_MM if keep.any() else keep
     return refined | (near & atlas_mask), near
 
@@ -125,14 +116,17 @@ def tumour_safe_mask(first_wt: np.ndarray, refined: np.ndarray, atlas_mask: np.n
 def consensus_filter(labels: np.ndarray, allowed: np.ndarray) -> tuple[np.ndarray, int]:
     """Second-pass tumour components with less than half their voxels in ``allowed`` (near first-pass tumour)
     are set to background: a tumour must be found with both masks. Returns (labels, voxels removed)."""
-    lab, n = ndi.label(labels > 0)
-    if not n:
-        return labels, 0
-    total = np.bincount(lab.ravel(), minlength=n + 1)
-    inside = np.bincount(lab[allowed], minlength=n + 1)
-    drop = inside < INSIDE_FRACTION * total
-    drop[0] = False
-    gone = drop[lab]
+    gone = (labels > 0) & ~_mostly_inside(labels > 0, allowed)
     out = labels.copy()
     out[gone] = 0
     return out, int(gone.sum())
+
+
+def _mostly_inside(mask: np.ndarray, region: np.ndarray) -> np.ndarray:
+    """The connected components of ``mask`` with at least INSIDE_FRACTION of their voxels in ``region``."""
+    lab, n = ndi.label(mask)
+    if not n:
+        return np.zeros(mask.shape, bool)
+    ok = np.bincount(lab[region], minlength=n + 1) >= INSIDE_FRACTION * np.bincount(lab.ravel(), minlength=n + 1)
+    ok[0] = False
+    return ok[lab]

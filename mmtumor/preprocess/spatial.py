@@ -491,10 +491,10 @@ def atlas_brain_mask(ref_fixed, grid, settings: RegistrationSettings,
         final = aff
     mask_img = _to_sitk(msk.astype(np.float32), msk_aff)
     warped = _resample(mask_img, grid, final, "linear") >= 0.5
-    return _clean_mask(warped), _transform_to_ras(final), metric
+    return clean_mask(warped), _transform_to_ras(final), metric
 
 
-def _clean_mask(mask: np.ndarray) -> np.ndarray:
+def clean_mask(mask: np.ndarray) -> np.ndarray:
     """Largest connected component with holes filled (tumours must never leave holes in the brain mask)."""
     from scipy import ndimage
 
@@ -512,7 +512,7 @@ def _head_mask(data: np.ndarray, affine: np.ndarray) -> np.ndarray:
     import SimpleITK as sitk
 
     otsu = _from_sitk(sitk.OtsuThreshold(_to_sitk(data, affine), 0, 1)) > 0
-    return _clean_mask(otsu)
+    return clean_mask(otsu)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -673,7 +673,7 @@ def preprocess_case(
         if not 800 <= vol_ml <= 2200 and refined is None:
             warnings.append(f"brain mask volume {vol_ml:.0f} mL is implausible: the atlas registration may have failed")
     elif ref_stripped:
-        mask = _clean_mask(out[ref.index] > out[ref.index].min())
+        mask = clean_mask(out[ref.index] > out[ref.index].min())
         strip = True  # the other modalities get the reference's brain mask (they may not be stripped)
         steps.append(f"brain mask = non-zero voxels of the already skull-stripped {ref.value} (largest component, "
                      "holes filled), applied to every modality")

@@ -19,6 +19,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from ..modalities import Modality
+from ..preprocess.spatial import clean_mask
 from .artefacts import rician
 from .fields import random_field
 
@@ -31,13 +32,6 @@ TISSUE = {
     Modality.T2: (1.60, 0.40, 0.04, 0.80, 0.45, 0.95, 0.70, 1.70, 0.0),
 }
 _NAMES = ("csf", "dura", "bone", "diploe", "muscle", "fat", "skin", "vitreous", "air")
-
-
-def _largest_filled(mask: np.ndarray) -> np.ndarray:
-    lab, n = ndi.label(mask)
-    if n > 1:
-        mask = lab == (np.argmax(np.bincount(lab.ravel())[1:]) + 1)
-    return ndi.binary_fill_holes(mask)
 
 
 def head_tissues(brain: np.ndarray, affine: np.ndarray, seed: int = 0, pad_mm: tuple[float, float, float] = (25, 30, 80)
@@ -60,7 +54,7 @@ def head_tissues(brain: np.ndarray, affine: np.ndarray, seed: int = 0, pad_mm: t
         if affine[w, ax] < 0:  # the array runs against the world axis
             lo_mm, hi_mm = hi_mm, lo_mm
         pad_lo[ax], pad_hi[ax] = int(round(lo_mm / sp[ax])), int(round(hi_mm / sp[ax]))
-    brain = _largest_filled(np.asarray(brain, bool))
+    brain = clean_mask(np.asarray(brain, bool))
     big = np.pad(brain, list(zip(pad_lo, pad_hi)))
     shift = np.eye(4)
     shift[:3, 3] = -pad_lo
@@ -95,7 +89,7 @@ def head_tissues(brain: np.ndarray, affine: np.ndarray, seed: int = 0, pad_mm: t
     soft = neck & (tissue == 8)
     tissue[soft] = np.where(fat_planes[soft], 5, 4)
     spine_r = np.hypot(x - cx, y - (cy - 15.0))
-    column = (spine_r <= 13.0) & (z < z_lo + 10.0) & (tissue != -1)
+    column = (spine_r <= 13.0) & (z < z_lo + 10.0)  # the brain is written over it below
     tissue[column & (spine_r > 10.0)] = 2
     tissue[column & (spine_r <= 10.0) & (spine_r > 5.0)] = 3
     tissue[column & (spine_r <= 5.0)] = 0  # the cord in its CSF sleeve (brain-like signal is not needed here)
