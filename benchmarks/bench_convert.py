@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mmtumor.io.dicom import convert_study
+from mmtumor.convert import convert_study
 from mmtumor.modalities import Modality
 from mmtumor.synth.dicom import write_study
 

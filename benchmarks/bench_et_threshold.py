@@ -49,7 +49,8 @@ def main() -> None:
     from mmtumor.benchmark import BenchmarkOptions, default_phantoms, predict_subset
     from mmtumor.io.dataset import find_cases, load_case
     from mmtumor.labels import ET, labels_to_regions
-    from mmtumor.metrics import DEFAULT_MIN_ET_VOXELS, dice, relabel_small_et, volumes_ml
+    from mmtumor.metrics import dice, volumes_ml
+    from mmtumor.postprocess import DEFAULT_MIN_ET_VOXELS, relabel_small_et
     from mmtumor.modalities import SUBSETS, parse_subsets
     from mmtumor.weights import load_model, resolve
 

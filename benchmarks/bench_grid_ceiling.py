@@ -33,7 +33,7 @@ def grid_ceiling(labels: np.ndarray, spacing, target: float) -> dict[str, list[f
     targets at that grid (BraTS convention: 1 when a region is empty in both)."""
     from mmtumor.labels import labels_to_regions
     from mmtumor.metrics import dice
-    from mmtumor.train.cache import resample_to_spacing, resize
+    from mmtumor.voxels import resample_to_spacing, resize
 
     regions = labels_to_regions(labels).astype(np.float32)
     coarse = resample_to_spacing(regions, spacing, target, order=1)

@@ -1,10 +1,18 @@
 """mmtumor: brain-tumour segmentation in multi-modal MRI that keeps working when scans are missing.
 
-Importing the package is cheap (no torch): the CLI's --help stays fast.
+Importing the package is cheap (no torch): the CLI's --help stays fast. The Python API lives in ``mmtumor.api``
+(it mirrors the CLI); ``mmtumor.segment_images`` is loaded on first use.
 """
 
-__version__ = "0.1.0"
+from .errors import MmtumorError
+from .version import __version__
 
-from .errors import MmtumorError  # noqa: E402
+__all__ = ["__version__", "MmtumorError", "segment_images", "Segmentation"]
 
-__all__ = ["__version__", "MmtumorError"]
+
+def __getattr__(name: str):
+    if name in ("segment_images", "Segmentation"):
+        from . import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'mmtumor' has no attribute {name!r}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -86,7 +87,7 @@ def inspect(path: Path | str) -> dict:
 
 def inspect_dicom(path: Path | str, progress=None) -> dict:
     """DICOM study: every series with orientation, size, spacing, detected modality, confidence, reasons, problems."""
-    from .io.dicom import study_report
+    from .convert import study_report
 
     return study_report(path, progress)[3]
 
@@ -98,7 +99,7 @@ def convert(dicom_dir: Path | str, out_dir: Path | str, all_series: bool = False
     ``overrides`` maps a modality to a series id, SeriesInstanceUID or path; low-confidence detections are never
     used without one (they are listed in the report's ``warnings``).
     """
-    from .io.dicom import convert_study
+    from .convert import convert_study
 
     return convert_study(dicom_dir, out_dir, all_series=all_series, overrides=overrides, progress=progress)
 
@@ -109,8 +110,30 @@ def make_manifest(data_dir: Path | str, manifest_path: Path | str, seed: int = 0
     return load_or_create_manifest(data_dir, manifest_path, seed, ratios)
 
 
+def check_run_folder(run_dir: Path, resume: bool = False, overwrite: bool = False) -> None:
+    """A run folder that already holds a training run is continued (``resume``) or replaced (``overwrite``: its
+    checkpoints and logs are removed first), never silently mixed with a new run."""
+    import shutil
+
+    if run_dir.exists() and not run_dir.is_dir():
+        raise InputError(f"run folder {run_dir} exists and is a file")
+    if resume and overwrite:
+        raise InputError("--resume and --overwrite exclude each other")
+    if resume:
+        return
+    held = [p for p in ("last.pt", "best.pt", "metrics.jsonl") if (run_dir / p).exists()]
+    if held and not overwrite:
+        raise InputError(f"{run_dir} already holds a training run ({', '.join(held)}): continue it with --resume, "
+                         "start again with --overwrite, or choose another -o")
+    if held:
+        for name in ("last.pt", "best.pt", "metrics.jsonl", "metrics.csv", "curves.png", "config.json", "manifest.json"):
+            (run_dir / name).unlink(missing_ok=True)
+        shutil.rmtree(run_dir / "tb", ignore_errors=True)
+
+
 def train(data_dir: Path | str, method: str = "a2fseg", run_dir: Path | str = "runs/train", preset: str | None = None,
-          config_file: Path | str | None = None, resume: bool = False, quiet: bool = False, **options) -> dict:
+          config_file: Path | str | None = None, resume: bool = False, quiet: bool = False, overwrite: bool = False,
+          **options) -> dict:
     """Train ``method`` on a BraTS-layout folder; options as in ``mmtumor.train.config.TrainConfig``.
 
     With ``resume`` the saved ``config.json`` of the run is reused (explicit options still win).
@@ -124,17 +147,17 @@ def train(data_dir: Path | str, method: str = "a2fseg", run_dir: Path | str = "r
     if not data_dir.is_dir():
         raise NoCasesError(f"data folder not found: {data_dir}")
     run_dir = Path(run_dir)
+    check_run_folder(run_dir, resume=resume, overwrite=overwrite)
     if resume and config_file is None and (run_dir / "config.json").exists():
         config_file = run_dir / "config.json"
     if preset is None and config_file is None:
         on_gpu = options.get("device", "auto") != "cpu" and torch.cuda.is_available()
-        preset = "paper" if on_gpu else "tiny"
+        from .methods import default_preset
+
+        preset = default_preset(on_gpu)
     if options.get("patch") is not None:
         options["patch"] = tuple(options["patch"])
     cfg = resolve_config(method, data_dir, run_dir, config_file, preset=preset, **options)
-    from .models.registry import get_spec
-
-    get_spec(cfg.method)  # unknown method -> one-line error before any work
     if cfg.init_from and not resume:
         from .train.trainer import load_init
 
@@ -204,6 +227,28 @@ def synth(out_dir: Path | str, n_cases: int, seed: int = 0, shape: tuple[int, in
                          workers=workers, dicom=dicom, progress=progress)
 
 
+def unique_output_names(items: list[Path | None]) -> list[str]:
+    """One output folder name per input: the folder's name, with ``-2``, ``-3`` ... when two inputs share it (two
+    patients must never overwrite each other)."""
+    seen: dict[str, int] = {}
+    names = []
+    for item in items:
+        base = item.name if item is not None and item.name else "patient"
+        seen[base] = seen.get(base, 0) + 1
+        names.append(base if seen[base] == 1 else f"{base}-{seen[base]}")
+    while len(set(names)) != len(names):  # a generated name that was also a real one ("p-2" given twice, say)
+        names = [n if names.index(n) == i else f"{n}-{i + 1}" for i, n in enumerate(names)]
+    return names
+
+
+def describe_error(exc: BaseException) -> str:
+    """One line for any failure: our errors as they are, others (a library's) with their type named."""
+    if isinstance(exc, MmtumorError):
+        return str(exc)
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"unexpected {type(exc).__name__}" + (f": {text}" if text else "")
+
+
 def segment(paths: list[Path | str], output: Path | str = "mmtumor-output", *, weights: str | None = None,
             batch_root: Path | str | None = None, explicit: dict | None = None, options=None,
             on_patient=None, on_step=None) -> dict:
@@ -231,11 +276,21 @@ def segment(paths: list[Path | str], output: Path | str = "mmtumor-output", *, w
         items = [None]
     if len(items) > 1 and explicit:
         raise MmtumorError("--t1/--t1c/--t2/--flair apply to a single patient; do not combine them with several folders")
-    predictor = Predictor(weights, options or SegmentOptions())
     output = Path(output)
+    names = unique_output_names(items)
+    from .io.staging import check_output_folder
+
+    # the output location is checked before the model loads or any patient is read (a second, not minutes, later)
+    if len(items) == 1:
+        check_output_folder(output)
+    else:
+        if output.exists() and not output.is_dir():
+            raise InputError(f"output {output} exists and is a file, not a folder")
+        for name in names:
+            check_output_folder(output / name)
+    predictor = Predictor(weights, options or SegmentOptions())
     results, failures = [], []
-    for item in items:
-        name = item.name if item is not None else "patient"
+    for item, name in zip(items, names):
         out_dir = output / name if len(items) > 1 else output
         try:
             with tempfile.TemporaryDirectory(prefix="mmtumor-") as work:
@@ -243,10 +298,10 @@ def segment(paths: list[Path | str], output: Path | str = "mmtumor-output", *, w
                 if on_patient:
                     on_patient(pin)
                 results.append(predictor.segment(pin, out_dir, progress=on_step))
-        except MmtumorError as exc:
+        except Exception as exc:  # noqa: BLE001 - one patient's failure, of whatever kind, must not end a batch
             if len(items) == 1:
                 raise
-            failures.append({"patient": str(item), "error": str(exc)})
+            failures.append({"patient": str(item), "output": str(out_dir), "error": describe_error(exc)})
     return {"results": results, "failures": failures, "weights": predictor.weights_info,
             "load_seconds": predictor.load_seconds}
 
@@ -276,3 +331,69 @@ def benchmark(data_dir: Path | str | None = None, weights: list[str] | None = No
             raise NoCasesError("no bundled weights to benchmark" + (f" for methods {', '.join(methods)}" if methods else "")
                                + "; pass --weights NAME|PATH|hf://...")
     return run_benchmark(data_dir, specs, output, opts, progress)
+
+
+# ------------------------------------------------------------------------- segment, from Python objects
+@dataclass
+class Segmentation:
+    """What ``segment_images`` returns: the label map on the reference image's grid (in the requested label
+    scheme), compartment volumes in mL, and the run report (``report.json``'s content)."""
+
+    labels: object  # nibabel.Nifti1Image
+    volumes_ml: dict[str, float]
+    report: dict
+    output_dir: Path | None  # where the files are, or None when nothing was kept on disk
+
+
+def segment_images(*, t1=None, t1c=None, t2=None, flair=None, output: Path | str | None = None, weights: str | None = None,
+                   device: str = "auto", tta: bool = False, fast: bool = False, overlap: float = 0.5, sw_batch: int = 2,
+                   threads: int | None = None, label_scheme: str = "brats2021", save_probabilities: bool = False,
+                   preview: bool = True, output_type: str = "nifti", skull_strip: str | bool = "auto", n4: bool = False,
+                   min_et_voxels: int | None = None, min_component_fraction: float = 0.2) -> Segmentation:
+    """``mmtumor segment --t1 ... --flair ...`` from Python, flag for flag: each modality is a path or an in-memory
+    ``nibabel`` image (any subset, at least one). With ``output=None`` nothing stays on disk and the result is
+    returned in memory.
+
+    >>> import nibabel as nib, mmtumor
+    >>> result = mmtumor.segment_images(t1c=nib.load("post.nii.gz"), flair="flair.nii.gz", fast=True)
+    >>> result.volumes_ml["WT"], result.labels.shape
+    """
+    import shutil
+    import tempfile
+
+    import nibabel as nib
+
+    from .infer.predictor import SegmentOptions
+    from .postprocess import DEFAULT_MIN_ET_VOXELS
+
+    given = {"T1": t1, "T1c": t1c, "T2": t2, "FLAIR": flair}
+    if all(v is None for v in given.values()):
+        raise InputError("segment_images needs at least one of t1, t1c, t2, flair")
+    options = SegmentOptions(device=device, tta=tta, fast=fast, overlap=overlap, sw_batch=sw_batch, threads=threads,
+                             label_scheme=label_scheme, save_probabilities=save_probabilities, preview=preview,
+                             output_type=output_type, skull_strip=skull_strip, n4=n4,
+                             min_et_voxels=DEFAULT_MIN_ET_VOXELS if min_et_voxels is None else min_et_voxels,
+                             min_component_fraction=min_component_fraction)
+    work = Path(tempfile.mkdtemp(prefix="mmtumor-api-"))
+    try:
+        explicit = {}
+        for name, value in given.items():
+            if value is None:
+                continue
+            if isinstance(value, (str, Path)):
+                explicit[name] = Path(value)
+            elif isinstance(value, nib.spatialimages.SpatialImage):
+                path = work / "inputs" / f"{name.lower()}.nii.gz"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                nib.save(nib.Nifti1Image(np.asanyarray(value.dataobj), value.affine), str(path))
+                explicit[name] = path
+            else:
+                raise InputError(f"{name}: expected a path or a nibabel image, not {type(value).__name__}")
+        out_dir = Path(output) if output is not None else work / "output"
+        result = segment([], out_dir, weights=weights, explicit=explicit, options=options)
+        report = result["results"][0]
+        seg = nib.load(report["outputs"]["segmentation"])
+        labels = nib.Nifti1Image(np.asanyarray(seg.dataobj), seg.affine, seg.header)  # in memory, file may go
+        return Segmentation(labels, dict(report["volumes_ml"]), report, Path(output) if output is not None else None)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)

@@ -1,8 +1,8 @@
 """The missing-modality sweep: every model x every case x every requested modality subset -> metric records.
 
-Inputs are BraTS-layout cases (co-registered, labelled). For a subset, only its modalities are shown to the model
-(``present``); the brain mask and normalisation are computed from those modalities alone, so nothing leaks from
-the hidden ones. Predictions are compared with the reference labels on the reference's native grid.
+Inputs are BraTS-layout cases (co-registered, labelled). For a subset, only its modalities' arrays go through
+``segment``'s own preprocessing and inference core (``infer.core``), so nothing leaks from the hidden ones and every
+figure describes what ``segment`` gives. Predictions are compared with the reference labels on the native grid.
 Results are cached per (weights SHA-256, case, subset) in ``<report>/cache/``: an interrupted run resumes, and a
 failing case is recorded and skipped.
 """
@@ -23,10 +23,11 @@ import numpy as np
 from .errors import InputError, MmtumorError
 from .io.dataset import Case, find_cases, load_case, load_or_create_manifest, cases_from_manifest
 from .io.nifti import voxel_spacing
-from .labels import regions_to_labels
-from .metrics import (DEFAULT_MIN_ET_VOXELS, check_component_fraction, check_min_et_voxels, drop_small_components,
-                      relabel_small_et)
-from .modalities import Subset, parse_subsets
+from .infer.core import InferenceSettings
+from .io.atomic import write_text_atomic
+from .modalities import MODALITIES, Subset, parse_subsets
+from .postprocess import DEFAULT_MIN_ET_VOXELS, check_component_fraction, check_min_et_voxels
+from .preprocess.spatial import PreprocessResult
 
 
 @dataclass
@@ -40,15 +41,16 @@ class BenchmarkOptions:
     min_et_voxels: int = DEFAULT_MIN_ET_VOXELS  # as segment does by default (metrics.relabel_small_et); 0 = off
     min_component_fraction: float = 0.2  # as segment does by default (metrics.drop_small_components); 0 = off
     max_cases: int | None = None
+    split_file: str | None = None  # fixed split (JSON, io.dataset.read_split_file) instead of the seeded manifest
     reference: str | None = None  # CSV of published Dice (method,subset,region,dice %), see report.load_reference_csv
 
 
-def select_cases(data_dir: Path, split: str, report_dir: Path) -> list[Case]:
+def select_cases(data_dir: Path, split: str, report_dir: Path, split_file: str | None = None) -> list[Case]:
     if split == "all":
         return find_cases(data_dir, require_label=True)
     if split not in ("test", "val", "train"):
-        raise InputError(f"unknown split '{split}' (test, val or all)")
-    manifest = load_or_create_manifest(data_dir, report_dir / "manifest.json")
+        raise InputError(f"unknown split '{split}' (test, val, train or all)")
+    manifest = load_or_create_manifest(data_dir, report_dir / "manifest.json", split_file=split_file)
     cases = cases_from_manifest(manifest, split)
     if not cases:
         raise InputError(f"the '{split}' split of {data_dir} is empty; use --split all")
@@ -57,58 +59,49 @@ def select_cases(data_dir: Path, split: str, report_dir: Path) -> list[Case]:
 
 @dataclass
 class PreparedSubset:
-    """A case's image as the models see it for one subset: normalised from that subset's modalities only, on the
-    model's voxel grid. Shared by every model with the same voxel size (the preparation is the same for all)."""
+    """A case as ``segment`` would see it given only ``subset``'s files: ``preprocess_case`` on those modalities alone
+    (working grid, brain mask), so nothing leaks from the hidden ones. Model-independent: shared by every model."""
 
-    model_in: np.ndarray  # [4, ...] on the model grid, absent channels zero
-    mask: np.ndarray  # brain mask on the case's grid
-    present: np.ndarray  # [4] bool
+    pre: PreprocessResult
     seconds: float  # time it took (added to every model's latency with --speed)
 
 
-def _prepare_subset(image: np.ndarray, available: np.ndarray, subset: Subset, grid_spacing, target_spacing) -> PreparedSubset:
-    from .preprocess import brain_mask_from_image, normalize_intensity
-    from .train.cache import resample_to_spacing
+def prepare_subset(image: np.ndarray, available: np.ndarray, affine: np.ndarray, subset: Subset) -> PreparedSubset:
+    """``segment``'s preprocessing of the subset's modalities of a co-registered case, from in-memory arrays."""
+    from .preprocess import preprocess_case
 
     t0 = time.perf_counter()
-    present = np.array(subset.mask) & available
-    chans = [int(i) for i in np.flatnonzero(present)]
-    mask = brain_mask_from_image([image[i] for i in chans])
-    x = np.zeros_like(image, dtype=np.float32)
-    for i in chans:
-        x[i] = normalize_intensity(image[i], mask)
-    model_in = x
-    if target_spacing and not np.allclose(grid_spacing, target_spacing, rtol=0.02):
-        model_in = resample_to_spacing(x, grid_spacing, target_spacing, order=1)
-    return PreparedSubset(model_in, mask, present, time.perf_counter() - t0)
+    images = {m: (image[m.index], affine) for m in MODALITIES if subset.mask[m.index] and available[m.index]}
+    if not images:
+        raise InputError(f"the case has none of the modalities of subset {subset.name}")
+    # a BraTS-layout data set is co-registered by definition: on BraTS-preprocessed cases segment takes the same path
+    # (no registration); elsewhere segment would also register the already aligned images
+    return PreparedSubset(preprocess_case(images, coregistered=True), time.perf_counter() - t0)
 
 
-def _predict_prepared(model, meta: dict, prep: PreparedSubset, device, opts: BenchmarkOptions) -> np.ndarray:
-    """Labels on the case's grid for one prepared subset."""
-    from .infer.sliding import sliding_window_regions
-    from .train.cache import resize
+def settings_for(meta: dict, opts: BenchmarkOptions) -> InferenceSettings:
+    """The inference core's settings for a model under these benchmark options (the rest as ``segment``'s defaults)."""
+    return InferenceSettings.for_model(meta, overlap=opts.overlap, tta=opts.tta,
+                                       min_component_fraction=opts.min_component_fraction,
+                                       min_et_voxels=opts.min_et_voxels)
 
-    patch = tuple(meta.get("patch_size") or (96, 96, 96))
-    probs = sliding_window_regions(model, prep.model_in, prep.present.tolist(), patch, overlap=opts.overlap, device=device,
-                                   tta=opts.tta)
-    if probs.shape[1:] != prep.mask.shape:
-        probs = resize(probs, prep.mask.shape, order=1)
-    probs *= prep.mask[None]
-    labels = regions_to_labels(probs > 0.5)
-    if opts.min_component_fraction:
-        labels = drop_small_components(labels, opts.min_component_fraction)
-    if opts.min_et_voxels:
-        labels = relabel_small_et(labels, opts.min_et_voxels)
-    return labels
+
+def _predict_prepared(model, settings: InferenceSettings, prep: PreparedSubset, device) -> np.ndarray:
+    """Labels on the case's (native) grid for one prepared subset: the inference core, then ``segment``'s way back."""
+    from .infer.core import predict_case
+    from .preprocess import to_native
+
+    pred = predict_case(model, prep.pre, settings, device)
+    return to_native(pred.labels, prep.pre, order=0).astype(np.uint8)
 
 
 def predict_subset(model, meta: dict, image: np.ndarray, available: np.ndarray, affine: np.ndarray, subset: Subset,
                    device: str = "cpu", options: BenchmarkOptions | None = None) -> np.ndarray:
-    """Labels (case grid) a model gives a co-registered case when it sees only ``subset``: the sweep's own path
-    (preparation from the subset's modalities alone, sliding window, post-processing), for one case and subset."""
+    """Labels (case grid) a model gives a co-registered case when it sees only ``subset``: the sweep's own path,
+    which is ``segment``'s (same preprocessing, inference core and post-processing), for one case and subset."""
     opts = options or BenchmarkOptions()
-    prep = _prepare_subset(image, available, subset, voxel_spacing(affine), meta.get("spacing"))
-    return _predict_prepared(model, meta, prep, device, opts)
+    prep = prepare_subset(image, available, affine, subset)
+    return _predict_prepared(model, settings_for(meta, opts), prep, device)
 
 
 @dataclass
@@ -119,9 +112,15 @@ class _Entry:
     model: object
     meta: dict
     key_prefix: str
+    settings: InferenceSettings
     latencies: dict = field(default_factory=dict)
     warmed: bool = False
     peak_gpu_mb: float = 0.0  # this model's weights + the most its inference allocated on top of what was resident
+
+
+#: in every cache key: results of the benchmark's own earlier preparation (before it shared ``segment``'s path) are
+#: never reused
+PREDICTION_PATH = "core1"
 
 
 def inference_tag(opts: BenchmarkOptions) -> str:
@@ -156,7 +155,7 @@ def run_benchmark(data_dir: Path | str, weights: Sequence[str | None], report_di
 
     from .metrics import region_metrics, to_records
     from .report import load_reference_csv, write_report
-    from .train.trainer import pick_device
+    from .device import pick_device
     from .weights import load_model, resolve
 
     opts = options or BenchmarkOptions()
@@ -166,7 +165,7 @@ def run_benchmark(data_dir: Path | str, weights: Sequence[str | None], report_di
     check_component_fraction(opts.min_component_fraction)
     check_min_et_voxels(opts.min_et_voxels)
     reference = load_reference_csv(opts.reference) if opts.reference else None  # fail before the long sweep
-    cases = select_cases(data_dir, opts.split, report_dir)
+    cases = select_cases(data_dir, opts.split, report_dir, opts.split_file)
     if opts.max_cases:
         cases = cases[: opts.max_cases]
     rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
@@ -183,7 +182,8 @@ def run_benchmark(data_dir: Path | str, weights: Sequence[str | None], report_di
         rw = resolve(spec)
         model, meta = load_model(rw, device=str(device))
         sha = next(iter(rw.files.values()), None) if rw.files else None
-        entries.append(_Entry(rw.name, model, dict(meta), f"{rw.name}-{(sha or 'nosha')[:12]}{inference_tag(opts)}"))
+        entries.append(_Entry(rw.name, model, dict(meta), f"{rw.name}-{(sha or 'nosha')[:12]}-{PREDICTION_PATH}{inference_tag(opts)}",
+                              settings_for(meta, opts)))
     model_names = [e.name for e in entries]
     prefixes = [e.key_prefix for e in entries]
     total = len(entries) * len(cases) * len(subsets)
@@ -205,7 +205,7 @@ def run_benchmark(data_dir: Path | str, weights: Sequence[str | None], report_di
         spacing = voxel_spacing(loaded.affine)
         for subset in subsets:
             usable = (np.array(subset.mask) & loaded.present).any() and not (np.array(subset.mask) & ~loaded.present).any()
-            prepared: dict[str, PreparedSubset] = {}  # per model voxel size
+            prepared: PreparedSubset | None = None  # made once, shared by every model
             for e in entries:
                 done += 1
                 if progress:
@@ -217,20 +217,18 @@ def run_benchmark(data_dir: Path | str, weights: Sequence[str | None], report_di
                     records += json.loads(cfile.read_text())
                     continue
                 try:
-                    target = e.meta.get("spacing")
-                    key = repr(target)
-                    if key not in prepared:
-                        prepared[key] = _prepare_subset(loaded.image, loaded.present, subset, spacing, target)
-                    prep = prepared[key]
+                    if prepared is None:
+                        prepared = prepare_subset(loaded.image, loaded.present, loaded.affine, subset)
+                    prep = prepared
                     if opts.speed and not e.warmed:
-                        _predict_prepared(e.model, e.meta, prep, device, opts)
+                        _predict_prepared(e.model, e.settings, prep, device)
                         e.warmed = True
                     if device.type == "cuda":
                         torch.cuda.synchronize()
                         resident = torch.cuda.memory_allocated()
                         torch.cuda.reset_peak_memory_stats()
                     t0 = time.perf_counter()
-                    pred = _predict_prepared(e.model, e.meta, prep, device, opts)
+                    pred = _predict_prepared(e.model, e.settings, prep, device)
                     if device.type == "cuda":
                         torch.cuda.synchronize()
                         used = (torch.cuda.max_memory_allocated() - resident) / 2**20 + _param_mb(e.model)
@@ -240,9 +238,7 @@ def run_benchmark(data_dir: Path | str, weights: Sequence[str | None], report_di
                 except MmtumorError as exc:
                     failures.append({"method": e.name, "case_id": case.case_id, "subset": subset.code, "error": str(exc)})
                     continue
-                tmp = cfile.with_name(f".tmp-{cfile.name}")
-                tmp.write_text(json.dumps(recs))
-                os.replace(tmp, cfile)
+                write_text_atomic(cfile, json.dumps(recs))
                 records += recs
     if opts.speed:
         peak_cpu = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
@@ -261,7 +257,7 @@ def run_benchmark(data_dir: Path | str, weights: Sequence[str | None], report_di
     if not records:
         raise MmtumorError("no results: every case failed or no case has the requested modalities"
                            + (f" (first failure: {failures[0]['error']})" if failures else ""))
-    meta_out = {"title": "mmtumor missing-modality benchmark", "data": str(data_dir), "split": opts.split,
+    meta_out = {"title": "mmtumor missing-modality benchmark", "data": str(data_dir), "split": opts.split, "split_file": opts.split_file,
                 "cases": len(cases), "subsets": [s.code for s in subsets], "weights": model_names, "device": str(device),
                 "tta": opts.tta, "overlap": opts.overlap, "min_component_fraction": opts.min_component_fraction,
                 "min_et_voxels": opts.min_et_voxels,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import sys
+import warnings
 from pathlib import Path
 from typing import Optional
 
@@ -13,9 +14,10 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from . import __version__
+from .version import __version__
 from .errors import MmtumorError
-from .metrics import DEFAULT_MIN_ET_VOXELS
+from .methods import DEFAULT_METHOD, method_names
+from .postprocess import DEFAULT_MIN_ET_VOXELS
 
 CONTEXT = {"help_option_names": ["-h", "--help"]}
 app = typer.Typer(
@@ -30,20 +32,57 @@ err = Console(stderr=True)
 
 
 def user_errors(fn):
-    """Turn MmtumorError into one red line + exit 1; Ctrl-C into exit 130. Never a traceback for user errors."""
+    """Every failure is one red line: our errors and file-system errors exit 1, Ctrl-C and SIGTERM exit 130, and any
+    other exception (a library's, from an input we did not foresee) is named in one line, exit 1. No traceback
+    unless MMTUMOR_DEBUG=1 asks for one."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
+        import os
+        import signal
+
+        previous = None
         try:
-            return fn(*args, **kwargs)
+            previous = signal.signal(signal.SIGTERM, _terminate)  # SIGTERM unwinds like Ctrl-C: staging cleaned up
+        except ValueError:  # not the main thread (a test runner's worker): leave signals alone
+            pass
+        try:
+            with warnings.catch_warnings():
+                # numpy, matplotlib, pydicom and torch warnings are not for the user's console (segment records
+                # them in report.json as library_warnings); MMTUMOR_DEBUG=1 shows them
+                if os.environ.get("MMTUMOR_DEBUG") != "1":
+                    warnings.simplefilter("ignore")
+                return fn(*args, **kwargs)
+        except (typer.Exit, typer.Abort, SystemExit):
+            raise
         except MmtumorError as exc:
-            err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
-            raise typer.Exit(1) from None
+            _fail(str(exc))
         except KeyboardInterrupt:
-            err.print("[red]interrupted[/]")
+            err.print("[red]interrupted[/]: nothing was left half-written")
             raise typer.Exit(130) from None
+        except OSError as exc:
+            where = f": {exc.filename}" if getattr(exc, "filename", None) else ""
+            _fail(f"{exc.strerror or type(exc).__name__}{where}")
+        except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, never a traceback
+            if os.environ.get("MMTUMOR_DEBUG") == "1":
+                raise
+            from .api import describe_error
+
+            _fail(f"{describe_error(exc)} (set MMTUMOR_DEBUG=1 for the traceback)")
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
 
     return wrapper
+
+
+def _terminate(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
+def _fail(message: str) -> None:
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    raise typer.Exit(1)
 
 
 def _version(value: bool) -> None:
@@ -61,24 +100,24 @@ def main_callback(
 
 # ----------------------------------------------------------------------------------------- inspect
 def _render_inspect(report: dict) -> None:
-    table = Table(title=f"Cases in {report['root']}", show_lines=False)
+    table = Table(title=f"Cases in {escape(str(report['root']))}", show_lines=False)
     for col in ("case", "T1", "T1c", "T2", "FLAIR", "label", "shape", "spacing (mm)", "orient.", "label values", "problems"):
         table.add_column(col, overflow="fold")
     for row in report["cases"]:
         mods = [("[green]●[/]" if row["modalities"][m] else "[dim]○[/]") for m in ("T1", "T1c", "T2", "FLAIR")]
         table.add_row(
-            row["case_id"], *mods,
+            escape(row["case_id"]), *mods,
             "●" if row["label"] else "[dim]○[/]",
             "×".join(map(str, row["shape"])) if row["shape"] else "?",
             "×".join(f"{s:g}" for s in row["spacing"]) if row["spacing"] else "?",
             row["orientation"] or "?",
             ",".join(map(str, row["label_values"])) + f" ({row['label_scheme']})" if row["label_values"] is not None else "",
-            "[red]" + "; ".join(row["problems"]) + "[/]" if row["problems"] else "",
+            "[red]" + escape("; ".join(row["problems"])) + "[/]" if row["problems"] else "",
         )
     out.print(table)
     if report["unrecognised"]:
         out.print(f"[yellow]{len(report['unrecognised'])} NIfTI file(s) with unrecognised names:[/] "
-                  + ", ".join(Path(p).name for p in report["unrecognised"][:10]))
+                  + escape(", ".join(Path(p).name for p in report["unrecognised"][:10])))
     n_prob = sum(bool(r["problems"]) for r in report["cases"])
     out.print(f"{len(report['cases'])} case(s), {n_prob} with problems. Labels: 1 NCR/NET, 2 ED, 4 ET (internal BraTS<=2021 scheme).")
 
@@ -103,11 +142,11 @@ def inspect(
 
 
 def _render_detections(pin) -> None:
-    table = Table(title=f"{pin.name}: inputs ({pin.source})", show_lines=False)
+    table = Table(title=f"{escape(pin.name)}: inputs ({pin.source})", show_lines=False)
     for col in ("modality", "file / series", "confidence", "used", "why"):
         table.add_column(col, overflow="fold")
     for r in pin.detections:
-        table.add_row(r["modality"], Path(r["file"]).name if pin.source != "dicom" else r["file"], f"{r['confidence']:.2f}",
+        table.add_row(r["modality"], escape(Path(r["file"]).name if pin.source != "dicom" else r["file"]), f"{r['confidence']:.2f}",
                       "[green]yes[/]" if r["used"] else "[dim]no[/]", escape("; ".join(r["reasons"])))
     out.print(table)
     for w in pin.warnings:
@@ -115,7 +154,7 @@ def _render_detections(pin) -> None:
 
 
 def _render_volumes(report: dict) -> None:
-    table = Table(title=f"{report['patient']}: tumour volumes (mL) — subset {report['modality_subset']['name']}")
+    table = Table(title=f"{escape(report['patient'])}: tumour volumes (mL) — subset {report['modality_subset']['name']}")
     for k in ("NCR", "ED", "ET", "TC", "WT"):
         table.add_column(k, justify="right")
     v = report["volumes_ml"]
@@ -125,7 +164,7 @@ def _render_volumes(report: dict) -> None:
         e = report["expected_dice"]
         out.print("expected Dice for this subset (model card, phantoms): " + ", ".join(f"{k} {e[k]:.2f}" for k in e))
     for k, pth in report["outputs"].items():
-        out.print(f"  {k}: {pth}")
+        out.print(f"  {k}: {escape(str(pth))}", highlight=False)
     shown = set(report["input"].get("warnings", []))  # input warnings were printed with the detections
     for w in report["warnings"]:
         if w not in shown:
@@ -147,18 +186,18 @@ def segment(
     tta: bool = typer.Option(False, "--tta/--no-tta", help="Average the 8 mirrorings (~4.5x the inference time: ~70 s per case "
                              "on a 2-core CPU; no Dice gain for the bundled default on the real validation scans)."),
     fast: bool = typer.Option(False, "--fast", help="Less window overlap, no TTA (quick look)."),
-    overlap: float = typer.Option(0.5, help="Sliding-window overlap (0-0.9)."),
-    sw_batch: int = typer.Option(2, "--sw-batch", help="Windows per forward pass."),
-    threads: Optional[int] = typer.Option(None, help="CPU threads for torch."),
+    overlap: float = typer.Option(0.5, min=0.0, max=0.9, help="Sliding-window overlap (0-0.9)."),
+    sw_batch: int = typer.Option(2, "--sw-batch", min=1, help="Windows per forward pass."),
+    threads: Optional[int] = typer.Option(None, min=1, help="CPU threads for torch."),
     label_scheme: str = typer.Option("brats2021", "--label-scheme", help="brats2021 (1/2/4) or brats2023 (1/2/3)."),
     save_probabilities: bool = typer.Option(False, "--save-probabilities", help="Also write region probabilities."),
     preview: bool = typer.Option(True, "--preview/--no-preview", help="Write preview.png."),
     output_type: str = typer.Option("nifti", "--output-type", help="nifti, or dicom-seg (adds a DICOM SEG)."),
     skull_strip: str = typer.Option("auto", "--skull-strip", help="auto, yes or no."),
     n4: bool = typer.Option(False, "--n4", help="N4 bias-field correction."),
-    min_et_voxels: int = typer.Option(DEFAULT_MIN_ET_VOXELS, "--min-et-voxels", help="Relabel enhancing tumour totalling fewer than N voxels "
+    min_et_voxels: int = typer.Option(DEFAULT_MIN_ET_VOXELS, "--min-et-voxels", min=0, help="Relabel enhancing tumour totalling fewer than N voxels "
                                         "(1 mm working grid) as necrosis (0 = off)."),
-    min_component_fraction: float = typer.Option(0.2, "--min-component-fraction", help="Remove tumour islands smaller than "
+    min_component_fraction: float = typer.Option(0.2, "--min-component-fraction", min=0.0, max=1.0, help="Remove tumour islands smaller than "
                                                  "this fraction of the largest tumour component (0 = keep every island)."),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="Only errors."),
 ) -> None:
@@ -190,7 +229,7 @@ def segment(
 
 def _render_dicom(report: dict) -> None:
     """DICOM series table: what each series is, how sure we are, why, and what is wrong with it."""
-    table = Table(title=f"DICOM series in {report['root']}", show_lines=True)
+    table = Table(title=f"DICOM series in {escape(str(report['root']))}", show_lines=True)
     for col in ("series", "description", "orient.", "size", "spacing (mm)", "detected", "conf.", "reasons", "problems"):
         table.add_column(col, overflow="fold")
     for r in report["series"]:
@@ -198,14 +237,14 @@ def _render_dicom(report: dict) -> None:
         style = "dim" if det == "OTHER" else ("bold green" if r["selected"] else ("yellow" if not r["confident"] else "green"))
         mark = " ★" if r["selected"] else ""
         table.add_row(
-            r["series_id"], r["description"], r["orientation"], "×".join(map(str, r["size"])),
+            escape(str(r["series_id"])), escape(str(r["description"])), r["orientation"], "×".join(map(str, r["size"])),
             "×".join("?" if v is None else f"{v:g}" for v in r["spacing"]),
-            f"[{style}]{det}{mark}[/]", f"{r['confidence']:.2f}", "; ".join(r["reasons"]),
-            "[red]" + "; ".join(r["problems"]) + "[/]" if r["problems"] else "",
+            f"[{style}]{det}{mark}[/]", f"{r['confidence']:.2f}", escape("; ".join(r["reasons"])),
+            "[red]" + escape("; ".join(r["problems"])) + "[/]" if r["problems"] else "",
         )
     out.print(table)
-    sel = ", ".join(f"{m} = series {sid}" for m, sid in report["selected"].items()) or "none"
-    skipped = ", ".join(f"{v} {k}" for k, v in report["skipped"].items())
+    sel = escape(", ".join(f"{m} = series {sid}" for m, sid in report["selected"].items()) or "none")
+    skipped = escape(", ".join(f"{v} {k}" for k, v in report["skipped"].items()))
     out.print(f"{len(report['series'])} series from {report['n_files']} files{f' (skipped: {skipped})' if skipped else ''}. "
               f"Selected (★): {sel}. Yellow = low confidence: confirm, or choose with --t1/--t1c/--t2/--flair.")
 
@@ -254,11 +293,11 @@ def convert(
     if not quiet:
         _render_dicom(report)
     for w in report["warnings"] + report["errors"]:
-        err.print(f"[yellow]warning:[/] {w}", highlight=False, soft_wrap=True)
+        err.print(f"[yellow]warning:[/] {escape(w)}", highlight=False, soft_wrap=True)
     for mod, path in report["written"].items():
-        out.print(f"[green]{mod}[/] -> {path}", highlight=False)
+        out.print(f"[green]{mod}[/] -> {escape(str(path))}", highlight=False)
     if report["written_all"]:
-        out.print(f"{len(report['written_all'])} further series written to {report['out_dir']}")
+        out.print(f"{len(report['written_all'])} further series written to {escape(str(report['out_dir']))}", highlight=False)
     if report["missing"]:
         out.print(f"[yellow]not found:[/] {', '.join(report['missing'])} (segmentation works with the modalities present)")
     if not report["written"] and not report["written_all"]:
@@ -269,31 +308,35 @@ def convert(
 @user_errors
 def train(
     data_dir: Path = typer.Argument(..., help="BraTS-layout folder with labelled cases (real BraTS or phantoms)."),
-    method: str = typer.Option("a2fseg", "--method", "-m", help="a2fseg, a2fseg-avg, robustseg, hemis, mmformer, unet, master-assistant."),
+    method: str = typer.Option(DEFAULT_METHOD, "--method", "-m", help=f"{', '.join(method_names())}."),
     output: Path = typer.Option(Path("runs/train"), "-o", "--output", help="Run folder (checkpoints, logs, config)."),
     preset: Optional[str] = typer.Option(None, help="Model size: paper (default on GPU) or tiny (default on CPU)."),
-    epochs: Optional[int] = typer.Option(None, help="Number of epochs."),
-    iters_per_epoch: Optional[int] = typer.Option(None, "--iters-per-epoch", help="Optimiser steps per epoch."),
+    epochs: Optional[int] = typer.Option(None, min=1, help="Number of epochs."),
+    iters_per_epoch: Optional[int] = typer.Option(None, "--iters-per-epoch", min=1, help="Optimiser steps per epoch."),
     patch: Optional[tuple[int, int, int]] = typer.Option(None, help="Patch size D H W (paper default per method)."),
-    batch: Optional[int] = typer.Option(None, help="Patches per step (per GPU)."),
-    lr: Optional[float] = typer.Option(None, help="Initial learning rate (poly decay, power 0.9)."),
+    batch: Optional[int] = typer.Option(None, min=1, help="Patches per step (per GPU)."),
+    lr: Optional[float] = typer.Option(None, min=1e-12, help="Initial learning rate (poly decay, power 0.9)."),
     optimizer: Optional[str] = typer.Option(None, help="adam or sgd."),
     amp: Optional[bool] = typer.Option(None, "--amp/--no-amp", help="Mixed precision on GPU (bf16 where supported)."),
     device: str = typer.Option("auto", "-d", "--device", help="auto, cpu, cuda, cuda:N or mps."),
-    workers: Optional[int] = typer.Option(None, help="DataLoader worker processes."),
+    workers: Optional[int] = typer.Option(None, min=0, help="DataLoader worker processes."),
     align: Optional[str] = typer.Option(None, help="Training add-on: medmap."),
     dropout_schedule: Optional[str] = typer.Option(None, "--dropout-schedule", help="a2fseg, uniform, bernoulli or none (default per method)."),
     seed: Optional[int] = typer.Option(None, help="Random seed."),
-    val_every: Optional[int] = typer.Option(None, "--val-every", help="Validate every K epochs (0 = never)."),
-    target_spacing: Optional[float] = typer.Option(None, "--target-spacing", help="Train at this isotropic voxel size in mm (e.g. 2 for CPU models)."),
+    val_every: Optional[int] = typer.Option(None, "--val-every", min=0, help="Validate every K epochs (0 = never)."),
+    target_spacing: Optional[float] = typer.Option(None, "--target-spacing", min=1e-12, help="Train at this isotropic voxel size in mm (e.g. 2 for CPU models)."),
     soft_labels: Optional[bool] = typer.Option(None, "--soft-labels/--hard-labels", help="With --target-spacing: learn each "
                                                "coarse voxel's region fraction (partial volume) instead of a 0.5 threshold."),
-    stop_after: Optional[int] = typer.Option(None, "--stop-after", help="Stop after N epochs in this invocation (continue with --resume)."),
-    time_limit: Optional[float] = typer.Option(None, "--time-limit", help="Wall-clock budget in minutes: the learning-rate "
+    stop_after: Optional[int] = typer.Option(None, "--stop-after", min=1, help="Stop after N epochs in this invocation (continue with --resume)."),
+    time_limit: Optional[float] = typer.Option(None, "--time-limit", min=1e-12, help="Wall-clock budget in minutes: the learning-rate "
                                                "schedule is fitted to the epochs that fit, and training stops when the next would not."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --output from its last checkpoint."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Start again in an --output that already holds a run "
+                                   "(its checkpoints and logs are removed)."),
     init_from: Optional[str] = typer.Option(None, "--init-from", help="Fine-tune: start from these weights (bundled NAME, PATH, "
                                             "hf://... or a training run folder); their architecture and voxel size are used."),
+    split_file: Optional[Path] = typer.Option(None, "--split-file", help="JSON with fixed 'train'/'val'/'test' case ids "
+                                              "(cases in no list train); default: a seeded 70/10/20 split."),
     config: Optional[Path] = typer.Option(None, "--config", help="JSON file of training options (CLI flags win)."),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="No progress bar."),
 ) -> None:
@@ -304,10 +347,12 @@ def train(
                        patch=patch, batch=batch, lr=lr, optimizer=optimizer, amp=amp, device=device, workers=workers,
                        align=align, dropout_schedule=dropout_schedule, seed=seed, val_every=val_every, resume=resume,
                        target_spacing=target_spacing, soft_labels=soft_labels, stop_after=stop_after, time_limit=time_limit,
-                       init_from=init_from, config_file=config, quiet=quiet)
+                       init_from=init_from, config_file=config, quiet=quiet,
+                       split_file=str(split_file) if split_file else None, overwrite=overwrite)
     if result.get("rank", 0) == 0:
         out.print(f"[green]done[/]: {result['epochs']} epoch(s); best validation score {result['best_score']:.3f}; "
-                  f"checkpoints in {result['run_dir']} (export with: mmtumor weights export {result['run_dir']})")
+                  f"checkpoints in {escape(str(result['run_dir']))} (export with: mmtumor weights export {escape(str(result['run_dir']))})",
+                  highlight=False)
 
 
 @app.command()
@@ -316,15 +361,17 @@ def benchmark(
     data_dir: Optional[Path] = typer.Argument(None, help="BraTS-layout folder with labels (default: generated held-out phantoms)."),
     weights: Optional[list[str]] = typer.Option(None, "--weights", help="Model(s) to compare: NAME, PATH or hf://... (repeatable)."),
     methods: Optional[str] = typer.Option(None, "--methods", help="Comma list of bundled methods/names to compare."),
-    split: str = typer.Option("test", "--split", help="test, val or all (manifest split of DATA_DIR)."),
+    split: str = typer.Option("test", "--split", help="test, val, train or all (manifest split of DATA_DIR)."),
+    split_file: Optional[Path] = typer.Option(None, "--split-file", help="JSON with fixed 'train'/'val'/'test' case ids "
+                                              "(e.g. the splits.json a data set ships) instead of the seeded split."),
     subsets: str = typer.Option("all", "--subsets", help="all, or codes/names like 1111,0101,T1c+FLAIR."),
     tta: bool = typer.Option(False, "--tta/--no-tta", help="Mirroring test-time augmentation."),
     speed: bool = typer.Option(False, "--speed", help="Also measure latency and peak memory."),
     device: str = typer.Option("auto", "-d", "--device", help="auto, cpu, cuda, cuda:N or mps."),
-    max_cases: Optional[int] = typer.Option(None, "--max-cases", help="Use at most N cases."),
-    min_et_voxels: int = typer.Option(DEFAULT_MIN_ET_VOXELS, "--min-et-voxels", help="Relabel ET totalling fewer than N voxels as "
+    max_cases: Optional[int] = typer.Option(None, "--max-cases", min=1, help="Use at most N cases."),
+    min_et_voxels: int = typer.Option(DEFAULT_MIN_ET_VOXELS, "--min-et-voxels", min=0, help="Relabel ET totalling fewer than N voxels as "
                                         "necrosis, as segment does (0 = off)."),
-    min_component_fraction: float = typer.Option(0.2, "--min-component-fraction", help="Remove tumour islands smaller than "
+    min_component_fraction: float = typer.Option(0.2, "--min-component-fraction", min=0.0, max=1.0, help="Remove tumour islands smaller than "
                                                  "this fraction of the largest, as segment does (0 = off)."),
     reference: Optional[Path] = typer.Option(None, "--reference", help="Published Dice to show beside ours: CSV with "
                                              "method,subset,region,dice (in %), e.g. the A2FSeg paper's Table 1. Columns "
@@ -341,7 +388,8 @@ def benchmark(
 
     opts = BenchmarkOptions(split=split, subsets=subsets, tta=tta, speed=speed, device=device, max_cases=max_cases,
                             min_et_voxels=min_et_voxels, min_component_fraction=min_component_fraction,
-                            reference=str(reference) if reference else None)
+                            reference=str(reference) if reference else None,
+                            split_file=str(split_file) if split_file else None)
     meths = [m.strip() for m in methods.split(",")] if methods else None
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=err, disable=quiet, transient=True) as prog:
@@ -358,8 +406,8 @@ def benchmark(
     ctx = build_context(result["records"], result["speed"] or None, result["meta"], reference=result.get("reference"))
     out.print(rich_table(ctx["tables"]["dice"], title="Dice (mean over cases)"))
     if result["failures"]:
-        err.print(f"[yellow]{len(result['failures'])} case/subset run(s) failed; see {output}/failures.json[/]")
-    out.print(f"report: {result['files'].get('html', output)}")
+        err.print(f"[yellow]{len(result['failures'])} case/subset run(s) failed; see {escape(str(output))}/failures.json[/]")
+    out.print(f"report: {escape(str(result['files'].get('html', output)))}", highlight=False)
 
 
 @app.command()
@@ -388,7 +436,7 @@ def synth(
         task = bar.add_task("phantoms", total=cases)
         done = api.synth(out_dir, cases, seed=seed, shape=shape, fmt=fmt.lower(), randomize=randomize,
                          workers=workers, dicom=dicom, progress=lambda cid: bar.advance(task))
-    out.print(f"wrote {len(done)} case(s) to {out_dir}")
+    out.print(f"wrote {len(done)} case(s) to {escape(str(out_dir))}", highlight=False)
 
 
 # ----------------------------------------------------------------------------------------- weights
@@ -410,9 +458,9 @@ def weights_list(as_json: bool = typer.Option(False, "--json", help="Print machi
     for col in ("name", "method", "size (MB)", "modalities", "source", "benchmark (Dice)"):
         table.add_column(col, overflow="fold")
     for m in models:
-        name = f"{m.name} [green](default)[/]" if m.default else m.name
+        name = f"{escape(m.name)} [green](default)[/]" if m.default else escape(m.name)
         source = m.source if m.source == "bundled" else f"{m.source}: {m.spec}"
-        table.add_row(name, m.method, f"{m.size_bytes / 1e6:.2f}", ",".join(m.modalities), source, m.summary)
+        table.add_row(name, m.method, f"{m.size_bytes / 1e6:.2f}", ",".join(m.modalities), escape(source), escape(m.summary))
     out.print(table)
 
 
@@ -424,8 +472,8 @@ def weights_pull(spec: str = typer.Argument(..., help="NAME, PATH or hf://owner/
 
     rw = api.weights_pull(spec)
     state = "[green]SHA-256 verified[/]" if rw.verified else "[yellow]no manifest: not verified[/]"
-    out.print(f"{rw.name} ({rw.method}) {state}: {rw.weights_path}")
-    out.print(f"use it with: --weights {rw.spec}", highlight=False)
+    out.print(f"{escape(rw.name)} ({rw.method}) {state}: {escape(str(rw.weights_path))}", highlight=False)
+    out.print(f"use it with: --weights {escape(rw.spec)}", highlight=False)
 
 
 @weights_app.command("verify")
@@ -442,8 +490,8 @@ def weights_verify(name: Optional[str] = typer.Argument(None, help="NAME, folder
     for col in ("model", "file", "status", "sha256"):
         table.add_column(col, overflow="fold")
     for c in checks:
-        status = "[green]ok[/]" if c.ok else f"[red]{c.problem}[/]"
-        table.add_row(c.model, c.file, status, (c.actual or "")[:16])
+        status = "[green]ok[/]" if c.ok else f"[red]{escape(str(c.problem))}[/]"
+        table.add_row(escape(c.model), escape(c.file), status, (c.actual or "")[:16])
     out.print(table)
     bad = [c for c in checks if not c.ok]
     if bad:
@@ -465,7 +513,8 @@ def weights_export(
     from . import api
 
     rw = api.weights_export(run_dir, output, name, meta, dtype, default)
-    out.print(f"exported {rw.name} ({rw.method}) to {rw.weights_path.parent} ({rw.weights_path.stat().st_size / 1e6:.2f} MB)")
+    out.print(f"exported {escape(rw.name)} ({rw.method}) to {escape(str(rw.weights_path.parent))} "
+              f"({rw.weights_path.stat().st_size / 1e6:.2f} MB)", highlight=False)
 
 
 @weights_app.command("push")
@@ -481,7 +530,7 @@ def weights_push(
     from . import api
 
     url = api.weights_push(folder, repo_id, revision, message, private)
-    out.print(f"pushed: {url}", highlight=False)
+    out.print(f"pushed: {escape(str(url))}", highlight=False)
 
 
 def main() -> None:

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from .modalities import ALIASES, Modality
+from .voxels import largest_component
 
 #: Below this a detection is shown as "needs confirmation" and never used silently.
 CONFIDENT = 0.7
@@ -385,11 +386,7 @@ def image_features(data: np.ndarray) -> dict[str, float]:
         d = d[::2, ::2, ::2]
     thr = np.percentile(d[d > 0], 2) if np.any(d > 0) else 0.0
     mask = d > thr
-    mask = ndimage.binary_fill_holes(ndimage.binary_opening(mask, iterations=1))
-    lab, n = ndimage.label(mask)
-    if n > 1:
-        sizes = ndimage.sum(mask, lab, range(1, n + 1))
-        mask = lab == (int(np.argmax(sizes)) + 1)
+    mask = largest_component(ndimage.binary_opening(mask, iterations=1))
     dist = ndimage.distance_transform_edt(mask)
     dmax = dist.max() if dist.size else 0
     deep = d[dist > 0.45 * dmax]

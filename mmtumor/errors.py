@@ -26,3 +26,15 @@ class GeometryError(MmtumorError):
 class LabelError(MmtumorError):
     """A label map holds values outside the scheme it claims."""
 
+
+
+class WeightsError(MmtumorError):
+    """Weights cannot be found, downloaded, verified or loaded."""
+
+
+class ChecksumError(WeightsError):
+    """A weights file does not match the SHA-256 sum its manifest promises."""
+
+
+class OfflineError(WeightsError):
+    """Hub weights are needed but downloads are disabled and the cache does not hold them."""

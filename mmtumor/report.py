@@ -16,7 +16,6 @@ import io
 import json
 import math
 import os
-import tempfile
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timezone
@@ -27,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from .errors import InputError
+from .io.atomic import write_bytes_atomic
 from .metrics import HD95_BOTH_EMPTY, HD95_ONE_EMPTY, HIGHER_IS_BETTER, METRIC_NAMES, aggregate
 from .modalities import MODALITIES, SUBSETS, subset_from_code
 
@@ -694,19 +694,6 @@ def build_html(ctx: Mapping, images: Mapping[str, bytes]) -> str:
 
 # ----------------------------------------------------------------------------- writing
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Temp file in the same folder, then os.replace: readers never see a half-written file."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; reports are meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _reference_table(data: Mapping) -> dict:
     """Render the published numbers alone as a Table-1 model (values stored in %, shown in %)."""
     per_subset = {m: {code: {r: {"dice": {"mean": v / 100.0, "sd": None, "n": 0}} for r, v in regs.items()}
@@ -766,7 +753,7 @@ def write_report(records: Sequence[Mapping], out_dir: str | os.PathLike, speed_r
     }
     paths = {}
     for key, (name, data) in files.items():
-        _atomic_write(out / name, data)
+        write_bytes_atomic(out / name, data)
         paths[key] = out / name
     return paths
 

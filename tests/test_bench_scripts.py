@@ -186,3 +186,14 @@ def test_clinical_real_scoring_round_trips_through_world_coordinates(tmp_path):
     flip[0, 0], flip[0, 3] = 1.0, -39.0
     nib.save(nib.Nifti1Image(label[::-1].copy(), flip), str(tmp_path / "seg.nii.gz"))
     assert np.array_equal(mod._on_reference(tmp_path / "seg.nii.gz", label.shape, aff), label)
+
+
+def test_common_page_header_and_models_table(tmp_path):
+    """Every benchmark page says when, on what and how it was made, and lists the bundled models it measured."""
+    common = _script("common")
+    lines = common.header_lines("T", "python benchmarks/x.py --y")
+    assert lines[0] == "# T" and "UTC; machine:" in lines[2] and "torch" in lines[2] and lines[3] == "- command: `python benchmarks/x.py --y`"
+    table = common.models_table(["a2fseg-cpu"]).splitlines()
+    assert len(table) == 3 and table[2].startswith("| a2fseg-cpu | a2fseg |")
+    out = common.write_doc(tmp_path / "p.md", lines)
+    assert out.read_text().endswith("`python benchmarks/x.py --y`\n") and not list(tmp_path.glob(".tmp-*"))

@@ -223,7 +223,7 @@ def test_discovery_ignores_junk_and_reports_empty(tmp_path):
     (tmp_path / "notes.txt").write_text("hello")
     (tmp_path / "DICOMDIR").write_bytes(b"\0" * 10)
     with pytest.raises(InputError, match="no DICOM image series"):
-        from mmtumor.io.dicom import study_report
+        from mmtumor.convert import study_report
 
         study_report(tmp_path)
     with pytest.raises(InputError):

@@ -17,8 +17,6 @@ from mmtumor.metrics import (
     dice,
     hd95,
     region_metrics,
-    drop_small_components,
-    relabel_small_et,
     sensitivity,
     spacing_from_affine,
     specificity,
@@ -218,21 +216,6 @@ def test_volumes_ml_from_affine_and_spacing():
         volumes_ml(lab, np.eye(2))
 
 
-def test_relabel_small_et_total_and_component():
-    lab = np.zeros((20, 20, 20), np.uint8)
-    lab[2:6, 2:6, 2:6] = 4        # 64 voxels
-    lab[15, 15, 15] = 4           # 1 voxel, separate component
-    before = lab.copy()
-    out = relabel_small_et(lab, 10, mode="component")
-    assert out[15, 15, 15] == 1 and np.count_nonzero(out == 4) == 64
-    assert np.array_equal(lab, before)                          # input untouched
-    assert np.array_equal(relabel_small_et(lab, 10), lab)       # total 65 >= 10: unchanged
-    out_total = relabel_small_et(lab, 100)                      # total 65 < 100: all ET -> NCR
-    assert np.count_nonzero(out_total == 4) == 0 and np.count_nonzero(out_total == 1) == 65
-    with pytest.raises(InputError):
-        relabel_small_et(lab, 10, mode="bad")
-
-
 # ---------------------------------------------------------------- aggregation
 
 def _rec(method, case, subset, region, d, h=1.0):
@@ -326,25 +309,3 @@ def test_against_official_brats_hd95_anisotropic(brats_evaluator):
         pred, ref = _blob_labels(seed_p, shift=shift) > 0, _blob_labels(seed_r) > 0
         theirs = float(_compute_hausdorff_distance95(ref, pred, voxelspacing=ANISO))
         assert hd95(pred, ref, ANISO) == pytest.approx(theirs, abs=1e-3)
-
-
-def test_drop_small_components_keeps_comparable_lesions_and_removes_islands():
-    lab = np.zeros((30, 30, 30), np.uint8)
-    lab[2:12, 2:12, 2:12] = 2        # main lesion: 1000 voxels of edema ...
-    lab[5:8, 5:8, 5:8] = 4           # ... with enhancing tumour inside
-    lab[20:27, 20:27, 2:8] = 2       # 294 voxels: 29 % of the largest, a second lesion
-    lab[25:28, 2:5, 20:23] = 1       # 27 voxels of NCR (3 %): an island
-    lab[15, 15, 25] = 4              # 1 voxel of ET: an island
-    before = lab.copy()
-    out = drop_small_components(lab, 0.2)
-    assert np.array_equal(lab, before)                                   # input untouched
-    assert np.count_nonzero(out) == 1000 + 294                           # both lesions kept, islands gone
-    assert np.count_nonzero(out == 4) == 27 and np.count_nonzero(out == 1) == 0
-    assert np.count_nonzero(drop_small_components(lab, 0.5)) == 1000     # only the largest at 50 %
-    assert np.array_equal(drop_small_components(lab, 0), lab)            # 0 = off
-    assert np.array_equal(drop_small_components(np.zeros((4, 4, 4), np.uint8), 0.2), np.zeros((4, 4, 4)))
-    diag = np.zeros((5, 5, 5), np.uint8)
-    diag[1, 1, 1] = diag[2, 2, 2] = 2                                    # 26-connected: one component
-    assert np.count_nonzero(drop_small_components(diag, 0.9)) == 2
-    with pytest.raises(InputError):
-        drop_small_components(lab, 1.5)

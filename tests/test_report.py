@@ -62,6 +62,26 @@ def test_write_report_writes_every_file_atomically(report):
     assert paths["heatmap"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_a_write_that_dies_before_its_rename_leaves_the_old_file_and_no_temp(report, monkeypatch):
+    """Every report file goes through a temporary name and one rename: when the rename never happens (a crash, a
+    full disk) the previous file is intact and no temporary file stays. A plain write_text would fail this."""
+    import os
+
+    from mmtumor.report import write_report
+
+    records, out, paths = report
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+
+    def no_rename(src, dst):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", no_rename)
+    with pytest.raises(OSError):
+        write_report(records[: len(records) // 2], out)
+    monkeypatch.undo()
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
 def test_markdown_table_has_15_rows_plus_mean_and_marks(report):
     _, _, paths = report
     md = paths["markdown"].read_text()

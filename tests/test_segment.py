@@ -6,7 +6,6 @@ the quality tests use the bundled default weights.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 from pathlib import Path
@@ -18,35 +17,9 @@ from typer.testing import CliRunner
 
 from mmtumor.cli import app
 
-from conftest import REAL
+from conftest import REAL, SHAPE
 
 runner = CliRunner()
-SHAPE = (40, 40, 26)
-
-
-@pytest.fixture(scope="module")
-def tiny_weights(tmp_path_factory) -> Path:
-    from mmtumor.models.registry import build_model
-    from mmtumor.train.checkpoint import save_checkpoint
-    from mmtumor.weights import export_run
-
-    import torch
-
-    torch.manual_seed(0)
-    root = tmp_path_factory.mktemp("w")
-    m = build_model("unet", "tiny")
-    save_checkpoint(root / "run" / "best.pt", {"model": m.state_dict(), "method": "unet", "config": dataclasses.asdict(m.config),
-                                              "train_config": json.dumps({"patch": [32, 32, 32], "target_spacing": 4.0})})
-    return export_run(root / "run", root / "out", "tinyunet").weights_path
-
-
-@pytest.fixture(scope="module")
-def phantom_dir(tmp_path_factory) -> Path:
-    from mmtumor.synth import write_dataset
-
-    root = tmp_path_factory.mktemp("ph")
-    write_dataset(root, 2, seed=11, shape=SHAPE)
-    return root
 
 
 def _md5(folder: Path) -> dict:
@@ -79,7 +52,7 @@ def test_nifti_folder_outputs_in_native_space(phantom_dir, tiny_weights, tmp_pat
     assert report["weights"]["name"] == "tinyunet" and report["weights"]["sha256"]
     assert report["options"]["tta"] is False  # mirroring TTA is opt-in (no gain for the bundled default)
     assert report["options"]["min_component_fraction"] == 0.2  # island removal is on by default, and recorded
-    assert report["options"]["min_et_voxels"] == 100  # so is the small-ET relabelling (metrics.DEFAULT_MIN_ET_VOXELS)
+    assert report["options"]["min_et_voxels"] == 100  # so is the small-ET relabelling (postprocess.DEFAULT_MIN_ET_VOXELS)
     assert (out / "preview.png").stat().st_size > 1000 and (out / "volumes.csv").exists()
     prob = nib.load(str(out / "probabilities.nii.gz"))
     assert prob.shape == (*ref.shape, 3)
@@ -152,9 +125,9 @@ def test_bad_inputs_are_one_line_errors(tmp_path, tiny_weights):
     r = runner.invoke(app, ["segment", "--t1c", str(tmp_path / "x.nii.gz"), "--weights", str(tiny_weights)])
     assert r.exit_code == 1 and "--t1c" in r.output
     r = runner.invoke(app, ["segment", str(tmp_path / "empty"), "--weights", str(tiny_weights), "--min-component-fraction", "2"])
-    assert r.exit_code == 1 and "--min-component-fraction" in r.output and "Traceback" not in r.output
+    assert r.exit_code == 2 and "--min-component-fraction" in r.output and "Traceback" not in r.output  # at parse time
     r = runner.invoke(app, ["segment", str(tmp_path / "empty"), "--weights", str(tiny_weights), "--min-et-voxels", "-5"])
-    assert r.exit_code == 1 and "--min-et-voxels must be >= 0" in r.output and "Traceback" not in r.output
+    assert r.exit_code == 2 and "--min-et-voxels" in r.output and "Traceback" not in r.output
 
 
 def test_small_et_relabelling_is_reported_and_keeps_tumour_core(phantom_dir, tiny_weights, tmp_path):

@@ -7,12 +7,12 @@ whatever voxel order the NIfTI conversion used. Segments: 1 NCR/NET, 2 edema, 3 
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import InputError
+from ..io.atomic import atomic_target
 from ..labels import ED, ET, NCR
 
 TYPE2_FROM_SOURCE = ("AccessionNumber", "ReferringPhysicianName", "StudyID", "PatientBirthDate", "PatientSex",
@@ -70,7 +70,7 @@ def write_dicom_seg(path: Path | str, labels: np.ndarray, patient, reference) ->
     import highdicom as hd
     from pydicom.sr.codedict import codes
 
-    from .. import __version__
+    from ..version import __version__
     from ..io.nifti import read_nifti
 
     if patient.source != "dicom" or not patient.dicom:
@@ -100,7 +100,6 @@ def write_dicom_seg(path: Path | str, labels: np.ndarray, patient, reference) ->
         software_versions=__version__, device_serial_number="0", series_description="mmtumor tumour segmentation",
         omit_empty_frames=False)
     path = Path(path)
-    tmp = path.with_name(f".tmp-{path.name}")
-    seg.save_as(tmp)
-    os.replace(tmp, path)
+    with atomic_target(path, ".dcm") as tmp:
+        seg.save_as(tmp)
     return path

@@ -36,11 +36,11 @@ def _check_explicit(explicit: dict[Modality, Path]) -> None:
         if not Path(p).exists():
             raise InputError(f"--{m.value.lower()}: file not found: {p}")
         if not is_nifti(p):
-            raise InputError(f"--{m.value.lower()}: {p} is not a NIfTI file (.nii or .nii.gz)")
+            raise InputError(f"--{m.value.lower()}: {p} is not a NIfTI file (.nii, .nii.gz or .nii.bz2)")
 
 
 def _from_dicom(folder: Path, explicit: dict[Modality, Path], workdir: Path, progress=None) -> PatientInput:
-    from ..io.dicom import convert_study
+    from ..convert import convert_study
 
     report = convert_study(folder, workdir / "nifti", progress=progress)
     images = {Modality(k): Path(v) for k, v in report["written"].items()}

@@ -3,11 +3,11 @@ with the segmentation overlaid and a legend. Drawn in voxel space of the native 
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 
+from ..io.atomic import atomic_target
 from ..labels import ED, ET, NCR
 
 COLOURS = {NCR: (1.0, 0.2, 0.2), ED: (0.2, 0.9, 0.2), ET: (1.0, 0.9, 0.1)}
@@ -71,8 +71,9 @@ def write_preview(path: Path | str, images: dict[str, np.ndarray], labels: np.nd
         fig.suptitle(title, color="white")
     fig.tight_layout(rect=(0, 0.05, 1, 0.97))
     path = Path(path)
-    tmp = path.with_name(f".tmp-{path.name}")
-    fig.savefig(tmp, dpi=90, facecolor="black", format="png")
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        with atomic_target(path, ".png") as tmp:
+            fig.savefig(tmp, dpi=90, facecolor="black", format="png")
+    finally:
+        plt.close(fig)
     return path

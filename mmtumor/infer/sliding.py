@@ -12,15 +12,13 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from ..voxels import bbox_of
+
 
 def brain_bbox(image: np.ndarray, present: Sequence[bool], margin: int = 2) -> tuple[slice, ...]:
     """Bounding box of the non-zero voxels of the present channels (the brain for skull-stripped input)."""
     chans = [i for i, p in enumerate(present) if p]
-    nz = np.any(image[chans] != 0, axis=0)
-    if not nz.any():
-        return tuple(slice(0, s) for s in image.shape[1:])
-    idx = np.nonzero(nz)
-    return tuple(slice(max(int(i.min()) - margin, 0), min(int(i.max()) + 1 + margin, s)) for i, s in zip(idx, nz.shape))
+    return bbox_of(np.any(image[chans] != 0, axis=0), margin)
 
 
 def autocast_context(device: torch.device, amp: bool):

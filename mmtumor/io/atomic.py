@@ -39,3 +39,22 @@ def atomic_target(path: Path | str, suffix: str = ""):
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_bytes_atomic(path: Path | str, data: bytes) -> Path:
+    """Write ``data`` to ``path`` through a temporary file in the same folder and one rename (the project's one way
+    to write a file that a reader or a later run may see)."""
+    with atomic_target(path, Path(path).suffix) as tmp:
+        with open(tmp, "wb") as f:
+            f.write(data)
+    return Path(path)
+
+
+def write_text_atomic(path: Path | str, text: str) -> Path:
+    return write_bytes_atomic(path, text.encode())
+
+
+def write_json_atomic(path: Path | str, obj, indent: int | None = 2, **dump_options) -> Path:
+    import json
+
+    return write_text_atomic(path, json.dumps(obj, indent=indent, **dump_options))

@@ -6,12 +6,11 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from .atomic import default_file_mode
+from .atomic import write_json_atomic
 
 from ..errors import InputError, NoCasesError, ReadError
 from ..labels import LabelScheme, guess_scheme, to_internal
@@ -194,15 +193,6 @@ def make_split(case_ids: list[str], seed: int = 0, ratios: tuple[float, float, f
     return {"train": train, "val": val, "test": test}
 
 
-def _write_json_atomic(path: Path, obj) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=path.parent)
-    os.chmod(tmp, default_file_mode())
-    with os.fdopen(fd, "w") as f:
-        json.dump(obj, f, indent=2)
-    os.replace(tmp, path)
-
-
 def build_manifest(root: Path | str, seed: int = 0, ratios=DEFAULT_RATIOS, require_label: bool = True) -> dict:
     root = Path(root).resolve()
     cases = find_cases(root, require_label=require_label)
@@ -217,12 +207,57 @@ def build_manifest(root: Path | str, seed: int = 0, ratios=DEFAULT_RATIOS, requi
             "cases": entries, "split": make_split(list(entries), seed, tuple(ratios))}
 
 
-def load_or_create_manifest(root: Path | str, manifest_path: Path | str, seed: int = 0, ratios=DEFAULT_RATIOS) -> dict:
+SPLIT_NAMES = ("train", "val", "test")
+
+
+def read_split_file(path: Path | str, case_ids: list[str]) -> dict[str, list[str]]:
+    """A fixed split from JSON (``{"val": [...], "test": [...], "train": [...]}``, any of the three; other keys such
+    as ``note`` are ignored). Cases named in no list train, so a file that lists only ``val`` keeps those cases out
+    of training. Every named case must exist and sit in one list only: a typo must not silently train on a case."""
+    path = Path(path)
+    try:
+        raw = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise InputError(f"split file not found: {path}") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(f"cannot read split file {path}: {exc}") from None
+    if not isinstance(raw, dict) or not any(k in raw for k in SPLIT_NAMES):
+        raise InputError(f"split file {path} must be a JSON object with 'train', 'val' and/or 'test' lists of case ids")
+    known = set(case_ids)
+    split: dict[str, list[str]] = {}
+    seen: dict[str, str] = {}
+    for name in SPLIT_NAMES:
+        ids = raw.get(name, [])
+        if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+            raise InputError(f"split file {path}: '{name}' must be a list of case ids")
+        missing = sorted(set(ids) - known)
+        if missing:
+            raise InputError(f"split file {path}: {len(missing)} '{name}' case(s) not in the data: {', '.join(missing[:5])}")
+        for cid in ids:
+            if cid in seen:
+                raise InputError(f"split file {path}: case {cid} is in both '{seen[cid]}' and '{name}'")
+            seen[cid] = name
+        split[name] = sorted(set(ids))
+    if "train" not in raw:
+        split["train"] = sorted(known - set(seen))
+    return split
+
+
+def load_or_create_manifest(root: Path | str, manifest_path: Path | str, seed: int = 0, ratios=DEFAULT_RATIOS,
+                            split_file: Path | str | None = None) -> dict:
     """The manifest at ``manifest_path`` if it exists (reused as is), else a new one written atomically.
 
+    With ``split_file`` the split comes from that file (``read_split_file``) instead of the seeded draw, and the
+    manifest is rewritten from it every time, so the file stays the one source of which cases validate.
     The manifest lives outside the data folder by default (run folder), so inputs are never modified.
     """
     manifest_path = Path(manifest_path)
+    if split_file is not None:
+        manifest = build_manifest(root, seed, ratios)
+        manifest["split"] = read_split_file(split_file, list(manifest["cases"]))
+        manifest["split_file"] = str(Path(split_file).resolve())
+        write_json_atomic(manifest_path, manifest)
+        return manifest
     if manifest_path.exists():
         try:
             manifest = json.loads(manifest_path.read_text())
@@ -234,7 +269,7 @@ def load_or_create_manifest(root: Path | str, manifest_path: Path | str, seed: i
             raise InputError(f"manifest {manifest_path} lists cases whose files are gone: {', '.join(missing[:5])}")
         return manifest
     manifest = build_manifest(root, seed, ratios)
-    _write_json_atomic(manifest_path, manifest)
+    write_json_atomic(manifest_path, manifest)
     return manifest
 
 

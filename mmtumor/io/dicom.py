@@ -25,6 +25,7 @@ geometry conventions (SimpleITK/GDCM would re-sort slices its own way).
 from __future__ import annotations
 
 import math
+import warnings
 import os
 from collections import defaultdict
 from collections.abc import Callable, Iterable
@@ -32,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from .atomic import default_file_mode
+from .atomic import write_json_atomic
 
 from ..errors import GeometryError, InputError, ReadError
 
@@ -175,6 +176,8 @@ class Discovery:
     series: list[DicomSeries]
     n_files: int
     skipped: dict[str, int]
+    #: series none of whose files had usable geometry (so no DicomSeries exists for them): header, count, reason
+    unusable: list[dict] = field(default_factory=list)
 
 
 # ----------------------------------------------------------------------------------------- header reading
@@ -391,6 +394,7 @@ def discover_series(root: Path | str, progress: Callable[[int, int], None] | Non
         except ReadError as exc:
             bad[uid].append(str(exc))
             skipped["no geometry"] += 1
+            headers.setdefault(uid, _header_of(ds))
             continue
         groups[uid].extend(refs)
         if uid not in headers:
@@ -398,6 +402,8 @@ def discover_series(root: Path | str, progress: Callable[[int, int], None] | Non
     series: list[DicomSeries] = []
     for uid, refs in groups.items():
         series.extend(_split(uid, refs, headers[uid], bad.get(uid, [])))
+    unusable = [{"uid": uid, "header": headers[uid], "files": len(msgs), "reason": msgs[0]}
+                for uid, msgs in bad.items() if uid not in groups]
     series.sort(key=lambda s: (_sortnum(s.header.get("SeriesNumber")), s.uid, s.part))
     uids_per_number: dict[str, list[str]] = defaultdict(list)
     for s in series:
@@ -406,7 +412,7 @@ def discover_series(root: Path | str, progress: Callable[[int, int], None] | Non
     for s in series:  # two series with one SeriesNumber: ids 5, 5b, 5c ... (in UID order)
         rank = uids_per_number[s.series_id.split(".")[0]].index(s.uid)
         s.id_suffix = "" if rank == 0 else chr(ord("a") + rank)
-    return Discovery(root=root, series=series, n_files=len(files), skipped=dict(skipped))
+    return Discovery(root=root, series=series, n_files=len(files), skipped=dict(skipped), unusable=unusable)
 
 
 def _sortnum(v) -> float:
@@ -578,7 +584,10 @@ def _frames(path: Path) -> tuple[np.ndarray, object]:
             arr = np.frombuffer(ds.PixelData, dtype=dt, count=count).reshape(n, int(ds.Rows), int(ds.Columns))
         else:
             try:
-                arr = ds.pixel_array
+                with warnings.catch_warnings():
+                    # a decoder that only warns (a corrupt JPEG 2000 codestream, a short frame) has returned garbage
+                    warnings.simplefilter("error")
+                    arr = ds.pixel_array
             except Exception as exc:  # non-conformant streams the pylibjpeg plugins reject: GDCM is more lenient
                 arr = _frames_gdcm(path, ds, exc)
             arr = arr.reshape(n, int(ds.Rows), int(ds.Columns))
@@ -670,9 +679,6 @@ def load_series(series: DicomSeries) -> tuple[np.ndarray, np.ndarray, Geometry]:
 
 def write_series_nifti(series: DicomSeries, out_path: Path | str, sidecar: dict | None = None) -> Path:
     """Convert one series to NIfTI (qform+sform) plus a JSON sidecar beside it; both written atomically."""
-    import json
-    import tempfile
-
     from .nifti import write_nifti
 
     data, affine, geom = load_series(series)
@@ -682,11 +688,7 @@ def write_series_nifti(series: DicomSeries, out_path: Path | str, sidecar: dict 
             "NumberOfSourceImages": series.n_slices, "Volumes": geom.volumes, "GeometryStatus": geom.status, "GeometryMessages": geom.messages,
             "Problems": series.problems, **(sidecar or {})}
     side = out_path.with_name(out_path.name.replace(".nii.gz", "").replace(".nii", "") + ".json")
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=side.parent)
-    os.chmod(tmp, default_file_mode())
-    with os.fdopen(fd, "w") as fh:
-        json.dump(meta, fh, indent=2, default=str)
-    os.replace(tmp, side)
+    write_json_atomic(side, meta, default=str)
     return out_path
 
 
@@ -713,113 +715,3 @@ def looks_like_dicom(path: Path | str, max_files: int = 200) -> bool:
         if head[128:132] == b"DICM" or f.name.upper() == "DICOMDIR":
             return True
     return False
-
-
-def _row(series: DicomSeries, det) -> dict:
-    g = series.geometry
-    sp = series.spacing
-    return {
-        "series_id": series.series_id, "series_number": series.header.get("SeriesNumber"), "uid": series.uid,
-        "description": series.description, "orientation": series.orientation, "size": list(series.size),
-        "spacing": [round(float(x), 4) for x in sp] if not math.isnan(sp[2]) else [round(float(x), 4) for x in sp[:2]] + [None],
-        "detected": det.label, "confidence": det.confidence, "confident": det.confident, "reasons": det.reasons,
-        "geometry": g.status, "problems": series.problems + g.messages, "selected": None, "files": series.n_slices,
-        "folder": str(series.slices[0].path.parent),
-    }
-
-
-def study_report(root: Path | str, progress: Callable[[int, int], None] | None = None) -> tuple[Discovery, list, dict, dict]:
-    """Discover, check and detect every series; returns (discovery, detections, chosen {Modality: index}, report)."""
-    from ..detect import detect_study, select_series
-
-    disc = discover_series(root, progress)
-    if not disc.series:
-        extra = f" ({', '.join(f'{v} {k}' for k, v in disc.skipped.items())})" if disc.skipped else ""
-        raise InputError(f"no DICOM image series found in {root}{extra}")
-    facts = [s.facts() for s in disc.series]
-    dets = detect_study(facts)
-    chosen = select_series(facts, dets)
-    rows = [_row(s, d) for s, d in zip(disc.series, dets, strict=True)]
-    for mod, i in chosen.items():
-        rows[i]["selected"] = mod.value
-    report = {"kind": "dicom", "root": str(disc.root), "n_files": disc.n_files, "skipped": disc.skipped, "series": rows,
-              "selected": {m.value: rows[i]["series_id"] for m, i in chosen.items()}}
-    return disc, dets, chosen, report
-
-
-def _match_override(disc: Discovery, spec: str) -> int:
-    """Series index from a series id ('7', '7.2'), a SeriesInstanceUID or a path to the series' folder/file."""
-    for i, s in enumerate(disc.series):
-        if spec in (s.series_id, s.uid) or (s.n_parts > 1 and spec == s.series_id.split(".")[0] and s.part == 0):
-            return i
-    p = Path(spec)
-    if p.exists():
-        p = p.resolve()
-        for i, s in enumerate(disc.series):
-            if any(sl.path.resolve() == p or p in sl.path.resolve().parents for sl in s.slices):
-                return i
-    raise InputError(f"no series matches '{spec}' (use a series id from 'mmtumor inspect', a SeriesInstanceUID or a path)")
-
-
-def _safe_name(text: str) -> str:
-    import re
-
-    return re.sub(r"[^A-Za-z0-9]+", "_", text).strip("_")[:60] or "series"
-
-
-def convert_study(root: Path | str, out_dir: Path | str, all_series: bool = False, overrides: dict | None = None,
-                  progress: Callable[[str, int, int], None] | None = None) -> dict:
-    """Convert the T1/T1c/T2/FLAIR series of a study (and every image series with ``all_series``).
-
-    Low-confidence detections are not used silently: they are listed in ``warnings`` and left out unless the user
-    names the series with an override (``{Modality: series id | path}``).
-    """
-    from ..modalities import Modality, parse_modality
-
-    disc, dets, chosen, report = study_report(root, (lambda n, t: progress("reading headers", n, t)) if progress else None)
-    warnings: list[str] = []
-    chosen = dict(chosen)
-    for mod, idx in list(chosen.items()):
-        if not dets[idx].confident:
-            s = disc.series[idx]
-            warnings.append(f"series {s.series_id} '{s.description}' looks like {mod.value} with low confidence "
-                            f"({dets[idx].confidence:.2f}); not used — pass --{mod.value.lower()} {s.series_id} to use it")
-            del chosen[mod]
-    for key, spec in (overrides or {}).items():
-        mod = key if isinstance(key, Modality) else parse_modality(str(key))
-        chosen[mod] = _match_override(disc, str(spec))
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    written: dict[str, str] = {}
-    jobs = [(idx, mod.file_stem, mod) for mod, idx in sorted(chosen.items(), key=lambda kv: kv[0].index)]
-    if all_series:
-        jobs += [(i, f"series_{_safe_name(s.series_id)}_{_safe_name(s.description)}", None) for i, s in enumerate(disc.series)
-                 if s.geometry.status != "refuse"]
-    errors: list[str] = []
-    extra_files: list[str] = []
-    for n, (idx, stem, mod) in enumerate(jobs):
-        if progress:
-            progress("converting", n, len(jobs))
-        s = disc.series[idx]
-        override = mod is not None and overrides and any(
-            (k if isinstance(k, Modality) else parse_modality(str(k))) is mod for k in overrides)
-        side = {"Detection": dets[idx].as_dict(), "AssignedModality": mod.value if mod else None,
-                "AssignedBy": "user override" if override else "detection"}
-        if mod is not None and s.geometry.volumes > 1:
-            errors.append(f"series {s.series_id} '{s.description}' is 4D ({s.geometry.volumes} volumes): not usable as {mod.value}")
-            continue
-        try:
-            path = write_series_nifti(s, out_dir / f"{stem}.nii.gz", side)
-        except (GeometryError, ReadError) as exc:
-            errors.append(str(exc))
-            continue
-        if mod is not None:
-            written[mod.value] = str(path)
-            report["series"][idx]["selected"] = mod.value
-        else:
-            extra_files.append(str(path))
-    if progress:
-        progress("converting", len(jobs), len(jobs))
-    missing = [m.value for m in Modality if m.value not in written]
-    report.update({"out_dir": str(out_dir), "written": written, "written_all": extra_files, "warnings": warnings, "errors": errors, "missing": missing})
-    return report

@@ -11,7 +11,8 @@ from .atomic import atomic_target
 
 from ..errors import GeometryError, ReadError
 
-NIFTI_SUFFIXES = (".nii.gz", ".nii")
+#: every NIfTI form nibabel reads (compressed ones included; the real training set is stored as .nii.bz2)
+NIFTI_SUFFIXES = (".nii.gz", ".nii.bz2", ".nii")
 
 
 def is_nifti(path: Path | str) -> bool:
@@ -68,6 +69,9 @@ def read_nifti(path: Path | str, dtype=np.float32) -> Volume:
         data = np.asanyarray(img.dataobj)
     except Exception as exc:
         raise ReadError(f"cannot read voxel data of {path}: {exc}") from None
+    if data.dtype.fields is not None or data.dtype.kind not in "biuf":  # RGB(A) records, complex numbers
+        kind = "an RGB colour image" if data.dtype.fields is not None else f"of type {data.dtype}"
+        raise ReadError(f"{path} is {kind}; a scalar (grey-level) MR volume is needed")
     if data.ndim == 4 and data.shape[3] == 1:
         data = data[..., 0]
     if data.ndim != 3:
@@ -84,7 +88,8 @@ def write_nifti(path: Path | str, data: np.ndarray, affine: np.ndarray, header: 
     img = nib.Nifti1Image(np.asarray(data), np.asarray(affine, dtype=np.float64), header=header)
     img.set_qform(affine, code=1)
     img.set_sform(affine, code=1)
-    with atomic_target(path, ".nii.gz" if str(path).endswith(".gz") else ".nii") as tmp:
+    suffix = next((suf for suf in NIFTI_SUFFIXES if str(path).lower().endswith(suf)), ".nii")
+    with atomic_target(path, suffix) as tmp:
         nib.save(img, tmp)
     return path
 

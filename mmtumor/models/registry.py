@@ -62,8 +62,6 @@ class MethodSpec:
 
 
 _REGISTRY: dict[str, MethodSpec] = {}
-#: modules that register methods when imported (kept explicit so import order is deterministic)
-_METHOD_MODULES = ("unet", "hemis", "a2fseg", "robustseg", "mmformer", "master_assistant")
 
 
 def register(name: str, config_cls: type, description: str, paper: str = "", presets: dict[str, dict] | None = None):
@@ -79,7 +77,9 @@ def register(name: str, config_cls: type, description: str, paper: str = "", pre
 def _load_all() -> None:
     import importlib
 
-    for mod in _METHOD_MODULES:
+    from ..methods import METHODS
+
+    for mod in sorted({m.module for m in METHODS.values()}):  # the torch-free registry names the modules
         try:
             importlib.import_module(f"{__package__}.{mod}")
         except ModuleNotFoundError as exc:  # a method module not written yet
@@ -93,13 +93,14 @@ def methods() -> list[MethodSpec]:
 
 
 def get_spec(name: str) -> MethodSpec:
+    from ..methods import get_method
+
+    get_method(name)  # unknown names: the registry's one message
     _load_all()
-    if name not in _REGISTRY:
-        raise InputError(f"unknown method '{name}' (available: {', '.join(sorted(_REGISTRY))})")
     return _REGISTRY[name]
 
 
-def make_config(name: str, preset: str = "tiny", **overrides):
+def make_config(name: str, preset: str = "tiny", **overrides):  # tiny: methods.PRESETS[0], the CPU size
     """Config dataclass for ``name`` from a preset plus free overrides (unknown keys are an error)."""
     spec = get_spec(name)
     if preset not in spec.presets and preset != "default":

@@ -29,7 +29,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from .normalize import DARK_FLOOR, histogram_peak
-from .spatial import clean_mask
+from ..voxels import largest_component
 
 #: refinement parameters (mm or fractions), set once from anatomy, not fitted: shell = CSF 1-3 mm + bone 2-7 mm
 THRESHOLD = 0.45
@@ -91,7 +91,7 @@ def refine_brain_mask(data: np.ndarray, present, atlas_mask: np.ndarray, spacing
         mask = ndi.binary_dilation(mask, iterations=steps, mask=evidence)
     closed = ndi.distance_transform_edt(~mask, sampling=sp) <= CLOSE_MM
     mask = ndi.distance_transform_edt(closed, sampling=sp) > CLOSE_MM
-    mask = clean_mask(ndi.binary_fill_holes(mask) & band)
+    mask = largest_component(ndi.binary_fill_holes(mask) & band)
     out = np.zeros(atlas_mask.shape, bool)
     out[box] = mask
     ml, atlas_ml = out.sum() * sp.prod() / 1000.0, atlas_mask.sum() * sp.prod() / 1000.0

@@ -21,6 +21,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from ..errors import InputError
+from ..voxels import largest_component
 
 METHODS = ("zscore", "peak")
 #: chosen by the measurement documented in docs/synth.md
@@ -52,14 +53,7 @@ def brain_mask_from_image(images) -> np.ndarray:
         if a.shape != shape:
             raise InputError(f"images for one brain mask differ in shape: {shape} vs {a.shape}")
         mask |= _foreground(a.astype(np.float32, copy=False))
-    if not mask.any():
-        return mask
-    lab, n = ndi.label(mask)
-    if n > 1:
-        sizes = np.bincount(lab.ravel())
-        sizes[0] = 0
-        mask = lab == int(np.argmax(sizes))
-    return ndi.binary_fill_holes(mask)
+    return largest_component(mask)
 
 
 def _border_value(a: np.ndarray) -> float:

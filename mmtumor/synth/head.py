@@ -19,7 +19,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from ..modalities import Modality
-from ..preprocess.spatial import clean_mask
+from ..voxels import largest_component
 from .artefacts import rician
 from .fields import random_field
 
@@ -54,7 +54,7 @@ def head_tissues(brain: np.ndarray, affine: np.ndarray, seed: int = 0, pad_mm: t
         if affine[w, ax] < 0:  # the array runs against the world axis
             lo_mm, hi_mm = hi_mm, lo_mm
         pad_lo[ax], pad_hi[ax] = int(round(lo_mm / sp[ax])), int(round(hi_mm / sp[ax]))
-    brain = clean_mask(np.asarray(brain, bool))
+    brain = largest_component(np.asarray(brain, bool))
     big = np.pad(brain, list(zip(pad_lo, pad_hi)))
     shift = np.eye(4)
     shift[:3, 3] = -pad_lo

@@ -13,65 +13,33 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from ..io.atomic import default_file_mode
+from ..io.atomic import atomic_target, write_json_atomic
 
 from ..errors import InputError
 from ..io.dataset import Case, load_case
 from ..labels import labels_to_regions
+from ..voxels import bbox_of, resample_to_spacing
 
 CACHE_VERSION = 1
 
 
 def normalise_case(image: np.ndarray, present: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Normalise every present modality with the project's one normalisation; returns (image, brain mask)."""
-    from ..preprocess import normalize as norm
+    """Every present modality normalised as inference does (``infer.core.normalise``) inside the brain mask of the
+    skull-stripped training images; returns (image, brain mask)."""
+    from ..infer.core import normalise
+    from ..preprocess.normalize import brain_mask_from_image
 
-    mask = norm.brain_mask_from_image([image[i] for i in np.flatnonzero(present)])
-    out = np.zeros_like(image, dtype=np.float32)
-    for i in np.flatnonzero(present):
-        out[i] = norm.normalize_intensity(image[i], mask)
-    return out, mask
-
-
-def resample_to_spacing(image: np.ndarray, spacing, target: float, order: int = 1) -> np.ndarray:
-    """Resample [C, D, H, W] so voxels are ``target`` mm, keeping the field of view (voxel-centre convention of
-    ``torch.nn.functional.interpolate`` with align_corners=False, the same used at inference)."""
-    shape = [max(1, int(round(n * s / target))) for n, s in zip(image.shape[1:], spacing)]
-    return resize(image, shape, order)
-
-
-def resize(image: np.ndarray, shape, order: int = 1) -> np.ndarray:
-    """[C, *S] -> [C, *shape]; order 1 = trilinear, 0 = nearest."""
-    import torch
-    import torch.nn.functional as F
-
-    if tuple(image.shape[1:]) == tuple(shape):
-        return image
-    t = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))[None]
-    mode = "trilinear" if order else "nearest"
-    out = F.interpolate(t, size=tuple(int(s) for s in shape), mode=mode, **({"align_corners": False} if order else {}))
-    return out[0].numpy()
-
-
-def bbox_of(mask: np.ndarray, margin: int = 2) -> tuple[slice, ...]:
-    if not mask.any():
-        return tuple(slice(0, s) for s in mask.shape)
-    idx = np.nonzero(mask)
-    return tuple(slice(max(int(i.min()) - margin, 0), min(int(i.max()) + 1 + margin, s)) for i, s in zip(idx, mask.shape))
+    mask = brain_mask_from_image([image[i] for i in np.flatnonzero(present)])
+    return normalise(image, present, mask), mask
 
 
 def _save_npy_atomic(path: Path, arr: np.ndarray) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npy", dir=path.parent)
-    os.chmod(tmp, default_file_mode())
-    os.close(fd)
-    np.save(tmp, arr)
-    os.replace(tmp, path)
+    with atomic_target(path, ".npy") as tmp:
+        np.save(tmp, arr)
 
 
 def label_scale(target_spacing: float | None, soft_labels: bool) -> int:
@@ -153,11 +121,7 @@ def build_cache(cases: list[Case], cache_dir: Path, progress=None, target_spacin
             meta = {"case_id": case.case_id, "present": loaded.present.tolist(), "box": [[s.start, s.stop] for s in box],
                     "affine": loaded.affine.tolist(), "version": CACHE_VERSION,
                     "label_scale": scale}
-            fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=cache_dir)
-            os.chmod(tmp, default_file_mode())
-            with os.fdopen(fd, "w") as f:
-                json.dump(meta, f)
-            os.replace(tmp, meta_path)
+            write_json_atomic(meta_path, meta, indent=None)
         meta = json.loads(meta_path.read_text())
         if int(meta.get("label_scale", 1)) != scale:
             raise InputError(f"cache {cache_dir} holds {'binary' if scale > 1 else 'soft'} labels for {case.case_id}; "

@@ -8,25 +8,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import InputError
-
-#: Defaults from each paper (optimizer, initial lr, weight decay, patch, batch); epochs/iterations are ours.
-METHOD_DEFAULTS: dict[str, dict] = {
-    "a2fseg": {"optimizer": "adam", "lr": 1e-2, "patch": (128, 128, 128), "batch": 2},
-    "a2fseg-avg": {"optimizer": "adam", "lr": 1e-2, "patch": (128, 128, 128), "batch": 2},
-    "robustseg": {"optimizer": "adam", "lr": 1e-4, "patch": (80, 80, 80), "batch": 1},
-    "mmformer": {"optimizer": "adam", "lr": 2e-4, "weight_decay": 1e-4, "patch": (128, 128, 128), "batch": 1},
-    "hemis": {"optimizer": "adam", "lr": 1e-3, "patch": (128, 128, 128), "batch": 2},
-    "unet": {"optimizer": "sgd", "lr": 1e-2, "patch": (128, 128, 128), "batch": 2},
-    "master-assistant": {"optimizer": "adam", "lr": 1e-3, "patch": (128, 128, 128), "batch": 2},
-}
-
+from ..methods import get_method
 
 @dataclass
 class TrainConfig:
     method: str
     data_dir: str
     run_dir: str
-    preset: str = "paper"
+    preset: str = "tiny"  # api.train picks methods.default_preset (paper on a GPU) when none is given
     model_overrides: dict = field(default_factory=dict)
     epochs: int = 100
     iters_per_epoch: int = 250
@@ -45,6 +34,7 @@ class TrainConfig:
     dropout_schedule: str | None = None
     seed: int = 0
     split_seed: int = 0
+    split_file: str | None = None  # JSON of fixed train/val/test case ids (io.dataset.read_split_file)
     val_every: int = 1
     val_max_cases: int = 10
     grad_clip: float = 12.0
@@ -68,13 +58,15 @@ def resolve_config(method: str, data_dir: str | Path, run_dir: str | Path, confi
                    **overrides) -> TrainConfig:
     """Paper defaults for ``method`` <- values from ``config_file`` (JSON) <- explicit overrides (non-None)."""
     values: dict = {"method": method, "data_dir": str(data_dir), "run_dir": str(run_dir)}
-    values.update(METHOD_DEFAULTS.get(method, {}))
+    values.update(get_method(method).training_defaults())
     if config_file is not None:
         try:
             values.update(json.loads(Path(config_file).read_text()))
         except (OSError, json.JSONDecodeError) as exc:
             raise InputError(f"cannot read config file {config_file}: {exc}") from None
     values.update({k: v for k, v in overrides.items() if v is not None})
+    # the folders named on this call always win over a saved config: --resume -o NEW continues into NEW
+    values.update({"data_dir": str(data_dir), "run_dir": str(run_dir)})
     known = {f.name for f in dataclasses.fields(TrainConfig)}
     bad = set(values) - known
     if bad:

@@ -16,8 +16,6 @@ from ..errors import InputError
 from ..modalities import SUBSETS
 
 SCHEDULES = ("a2fseg", "uniform", "bernoulli", "none")
-DEFAULT_SCHEDULE = {"a2fseg": "a2fseg", "a2fseg-avg": "a2fseg", "hemis": "uniform", "mmformer": "uniform",
-                    "robustseg": "bernoulli", "unet": "uniform", "master-assistant": "uniform"}
 
 
 def draw_present(schedule: str, epoch: int, available: np.ndarray, rng: np.random.Generator) -> np.ndarray:

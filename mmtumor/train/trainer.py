@@ -12,13 +12,13 @@ import json
 import math
 import os
 import time
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from ..device import pick_device
 from ..errors import InputError, MmtumorError
 from ..io.dataset import cases_from_manifest, load_or_create_manifest
 from ..modalities import MODALITIES
@@ -26,7 +26,6 @@ from .cache import CachedCase, build_cache, dataset_key
 from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .config import TrainConfig
 from .sampling import PatchStream, augment_batch
-from .schedules import DEFAULT_SCHEDULE
 
 
 @dataclass
@@ -52,24 +51,6 @@ def init_distributed(device_kind: str) -> DistInfo:
     return DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
 
 
-def pick_device(spec: str, local_rank: int = 0) -> torch.device:
-    if spec == "auto":
-        if torch.cuda.is_available():
-            return torch.device(f"cuda:{local_rank}")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        dev = torch.device(spec)
-    except RuntimeError:
-        raise InputError(f"unknown device '{spec}' (auto, cpu, cuda, cuda:N or mps)") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise InputError("device 'cuda' was asked for but no CUDA GPU is available (use --device cpu)")
-    if dev.type == "cuda" and dev.index is None:
-        dev = torch.device(f"cuda:{local_rank}")
-    return dev
-
-
 def poly_lr(lr0: float, epoch: int, max_epochs: int, power: float) -> float:
     """Poly decay (1 - epoch / max_epoch) ** power, epoch counted from 0."""
     return lr0 * (1 - epoch / max_epochs) ** power
@@ -83,11 +64,6 @@ def last_epoch_within(limit_s: float, elapsed_s: float, first_epoch: int, done_e
     per_epoch = elapsed_s / max(done_epoch - first_epoch + 1, 1)
     more = int((limit_s - elapsed_s) // per_epoch) if per_epoch > 0 else planned_last
     return max(done_epoch, min(planned_last, done_epoch + max(more, 0)))
-
-
-def dice_np(pred: np.ndarray, ref: np.ndarray) -> float:
-    s = pred.sum() + ref.sum()
-    return 1.0 if s == 0 else float(2 * np.logical_and(pred, ref).sum() / s)
 
 
 def build_training_model(cfg: TrainConfig):
@@ -122,10 +98,10 @@ def load_init(spec: str, method: str) -> tuple[torch.nn.Module, float | None]:
     a fusion network's state cannot seed another method.
     """
     from ..models.registry import build_model, config_from_dict
-    from ..weights import _find_checkpoint, _load_state, _model_config, load_model, resolve
+    from ..weights import find_checkpoint, load_model, load_state, model_config_of, resolve
 
     if _is_run(spec):
-        path = _find_checkpoint(Path(spec).expanduser())
+        path = find_checkpoint(Path(spec).expanduser())
         try:
             ck = load_checkpoint(path)
         except Exception as exc:  # a truncated or foreign file: one clear line, not a traceback
@@ -133,7 +109,7 @@ def load_init(spec: str, method: str) -> tuple[torch.nn.Module, float | None]:
             raise InputError(f"cannot read checkpoint {path}: {first}") from None
         if not isinstance(ck, dict) or not isinstance(ck.get("model"), dict):
             raise InputError(f"{path} is not an mmtumor training checkpoint (no 'model' state)")
-        src_method, config = _model_config(ck)
+        src_method, config = model_config_of(ck)
         train_cfg = ck.get("train_config")
         train_cfg = json.loads(train_cfg) if isinstance(train_cfg, str) else (train_cfg or {})
         spacing = train_cfg.get("target_spacing")
@@ -145,7 +121,7 @@ def load_init(spec: str, method: str) -> tuple[torch.nn.Module, float | None]:
                          f"(pass --method {src_method})")
     if _is_run(spec):
         model = build_model(method, config=config_from_dict(method, config))
-        _load_state(model, ck["model"], str(path))
+        load_state(model, ck["model"], str(path))
     else:
         model, _ = load_model(rw, device="cpu")
     return model.train(), (float(spacing) if spacing else None)
@@ -168,7 +144,9 @@ class Trainer:
         self.quiet = quiet
         self.resume = resume
         self.run_dir = Path(cfg.run_dir)
-        self.schedule = cfg.dropout_schedule or DEFAULT_SCHEDULE.get(cfg.method, "uniform")
+        from ..methods import get_method
+
+        self.schedule = cfg.dropout_schedule or get_method(cfg.method).dropout_schedule
         dev_kind = "cuda" if (cfg.device.startswith("cuda") or (cfg.device == "auto" and torch.cuda.is_available())) else "cpu"
         self.dist = init_distributed(dev_kind)
         self.device = pick_device(cfg.device, self.dist.local_rank)
@@ -185,7 +163,8 @@ class Trainer:
     def _prepare_data(self) -> tuple[list[CachedCase], list[CachedCase]]:
         cfg = self.cfg
         manifest_path = self.run_dir / "manifest.json"
-        manifest = load_or_create_manifest(cfg.data_dir, manifest_path, seed=cfg.split_seed) if self.dist.main else None
+        manifest = (load_or_create_manifest(cfg.data_dir, manifest_path, seed=cfg.split_seed, split_file=cfg.split_file)
+                    if self.dist.main else None)
         if self.dist.world > 1:
             import torch.distributed as dist
 
@@ -223,25 +202,30 @@ class Trainer:
     # ------------------------------------------------------------------ validation
     @torch.no_grad()
     def validate(self, model: torch.nn.Module, cases: list[CachedCase]) -> dict:
-        """Dice WT/TC/ET with all available modalities and with each single one, averaged over cases."""
-        from ..infer.sliding import sliding_window_regions
+        """Dice WT/TC/ET with all available modalities and with each single one, averaged over cases: the inference
+        core as ``segment --fast`` runs it (25 % window overlap, same post-processing) on the cached volumes."""
+        from ..infer.core import InferenceSettings, predict
+        from ..labels import labels_to_regions
+        from ..metrics import dice
 
         net = inference_model(model)
+        settings = InferenceSettings(patch=tuple(self.cfg.patch), overlap=0.25, amp=self.cfg.amp)
+        spacing = (self.cfg.target_spacing or 1.0,) * 3
         results: dict[str, list[list[float]]] = {}
         for case in cases:
-            settings = {"all": case.present}
+            settings_by_name = {"all": case.present}
             for m in MODALITIES:
                 if case.present[m.index]:
                     mask = np.zeros(4, bool)
                     mask[m.index] = True
-                    settings[m.value] = mask
+                    settings_by_name[m.value] = mask
             ref = case.regions_binary()
             img = np.asarray(case.image, dtype=np.float32)
-            for name, present in settings.items():
-                probs = sliding_window_regions(net, img, present, self.cfg.patch, overlap=0.25, sw_batch=2,
-                                               device=self.device, amp=self.cfg.amp)
-                pred = probs > 0.5
-                results.setdefault(name, []).append([dice_np(pred[r], ref[r]) for r in range(3)])
+            brain = np.any(img != 0, axis=0)
+            for name, present in settings_by_name.items():
+                pred = predict(net, img, present, spacing, brain, settings, self.device, normalised=True)
+                regions = labels_to_regions(pred.labels)
+                results.setdefault(name, []).append([dice(regions[r], ref[r]) for r in range(3)])
         summary = {k: np.mean(v, axis=0).round(4).tolist() for k, v in results.items()}
         allscores = [s for v in summary.values() for s in v]
         summary["score"] = float(np.mean(allscores)) if allscores else 0.0
@@ -249,12 +233,24 @@ class Trainer:
 
     # ------------------------------------------------------------------ main loop
     def fit(self) -> dict:
+        """Set up (a failure here leaves no new run folder behind), then train."""
+        fresh = self.dist.main and not self.run_dir.exists()
+        try:
+            state = self._setup()
+        except BaseException:
+            if fresh:
+                import shutil
+
+                shutil.rmtree(self.run_dir, ignore_errors=True)
+            raise
+        return self._fit(*state)
+
+    def _setup(self):
         cfg = self.cfg
         torch.manual_seed(cfg.seed + self.dist.rank)
         np.random.seed(cfg.seed + self.dist.rank)
         if self.dist.main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
-            (self.run_dir / "config.json").write_text(json.dumps(cfg.to_json(), indent=2))
         train_cases, val_cases = self._prepare_data()
 
         torch.manual_seed(cfg.seed)  # identical initial weights on every rank
@@ -263,11 +259,17 @@ class Trainer:
         use_fp16_scaler = cfg.amp and self.device.type == "cuda" and not torch.cuda.is_bf16_supported()
         scaler = torch.amp.GradScaler("cuda", enabled=use_fp16_scaler)
         start_epoch, best, history = 1, -1.0, []
-        last_path, best_path = self.run_dir / "last.pt", self.run_dir / "best.pt"
+        last_path = self.run_dir / "last.pt"
         if self.resume:
             if not last_path.exists():
                 raise InputError(f"--resume: no checkpoint {last_path} to resume from")
-            ck = load_checkpoint(last_path)
+            try:
+                ck = load_checkpoint(last_path)
+            except Exception as exc:  # noqa: BLE001 - truncated or foreign file: one clear line
+                first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                raise InputError(f"--resume: cannot read checkpoint {last_path} ({first}); it may be truncated") from None
+            if not isinstance(ck, dict) or "full_model" not in ck:
+                raise InputError(f"--resume: {last_path} is not an mmtumor training checkpoint")
             model.load_state_dict(ck["full_model"])
             optimizer.load_state_dict(ck["optimizer"])
             scaler.load_state_dict(ck["scaler"])
@@ -276,6 +278,15 @@ class Trainer:
             best = float(ck.get("best", -1.0))
             history = json.loads(ck.get("history", "[]"))
             self._log(f"resuming from {last_path} at epoch {start_epoch}")
+        if self.dist.main:
+            from ..io.atomic import write_json_atomic
+
+            write_json_atomic(self.run_dir / "config.json", cfg.to_json())
+        return train_cases, val_cases, model, optimizer, scaler, start_epoch, best, history
+
+    def _fit(self, train_cases, val_cases, model, optimizer, scaler, start_epoch, best, history) -> dict:
+        cfg = self.cfg
+        last_path, best_path = self.run_dir / "last.pt", self.run_dir / "best.pt"
         if self.dist.world > 1:
             from torch.nn.parallel import DistributedDataParallel as DDP
 
@@ -340,9 +351,12 @@ class Trainer:
                     epoch += 1
                 epoch -= 1
         except KeyboardInterrupt:
-            checkpoint(epoch, False)
+            # last.pt keeps the last completed epoch (mid-epoch weights are not saved), so --resume continues exactly
+            # as an uninterrupted run would have
             self._write_logs(history)
-            raise MmtumorError(f"interrupted: checkpoint saved to {last_path}; continue with --resume") from None
+            done = f"{last_path} holds epoch {len(history)}; continue with --resume" if history else "no epoch was completed"
+            self._log(f"[red]interrupted in epoch {epoch}[/]: {done}")
+            raise
         self.model = model
         if self.dist.main:
             if not best_path.exists():
@@ -393,7 +407,7 @@ class Trainer:
             loss = terms["total"]
             if not torch.isfinite(loss):
                 bad += 1
-                warnings.warn(f"non-finite loss at epoch {epoch}; step skipped", stacklevel=1)
+                self._log(f"[yellow]warning:[/] non-finite loss in epoch {epoch}; step skipped")
                 optimizer.zero_grad(set_to_none=True)
                 if bad >= cfg.max_bad_steps:
                     raise MmtumorError(f"training diverged: {bad} non-finite losses in epoch {epoch} (try a lower --lr)")
@@ -437,16 +451,19 @@ class Trainer:
     def _write_logs(self, history: list[dict]) -> None:
         if not self.dist.main:
             return
-        with open(self.run_dir / "metrics.jsonl", "w") as f:
-            for rec in history:
-                f.write(json.dumps(rec) + "\n")
+        import io
+
+        from ..io.atomic import write_text_atomic
+
+        write_text_atomic(self.run_dir / "metrics.jsonl", "".join(json.dumps(rec) + "\n" for rec in history))
         keys = sorted({k for r in history for k in r["loss"]})
-        with open(self.run_dir / "metrics.csv", "w", newline="") as f:
-            w = csv.writer(f)
-            w.writerow(["epoch", "lr", "seconds", *keys, "val_score"])
-            for r in history:
-                w.writerow([r["epoch"], r["lr"], r["seconds"], *[r["loss"].get(k, "") for k in keys],
-                            r.get("val", {}).get("score", "")])
+        buf = io.StringIO()
+        w = csv.writer(buf)
+        w.writerow(["epoch", "lr", "seconds", *keys, "val_score"])
+        for r in history:
+            w.writerow([r["epoch"], r["lr"], r["seconds"], *[r["loss"].get(k, "") for k in keys],
+                        r.get("val", {}).get("score", "")])
+        write_text_atomic(self.run_dir / "metrics.csv", buf.getvalue())
         try:
             from torch.utils.tensorboard import SummaryWriter  # optional
         except Exception:
@@ -482,10 +499,13 @@ class Trainer:
         axes[1].set_title("validation Dice")
         axes[1].set_xlabel("epoch")
         fig.tight_layout()
-        tmp = self.run_dir / ".tmp-curves.png"
-        fig.savefig(tmp, dpi=100)
-        plt.close(fig)
-        os.replace(tmp, self.run_dir / "curves.png")
+        from ..io.atomic import atomic_target
+
+        try:
+            with atomic_target(self.run_dir / "curves.png", ".png") as tmp:
+                fig.savefig(tmp, dpi=100, format="png")
+        finally:
+            plt.close(fig)
 
 
 class _NullProgress:

@@ -1,0 +1,67 @@
+"""Model cards (Markdown) and one-line summaries, generated from a model's JSON so the two never disagree."""
+
+from __future__ import annotations
+
+from .locations import INTENDED_USE, REGIONS
+
+
+def render_card(meta: dict) -> str:
+    """Human-readable model card (Markdown) generated from the JSON, so the two never disagree."""
+    from ..modalities import SUBSETS
+
+    lines = [f"# {meta.get('name')} ({meta.get('method')})", "", f"**Intended use:** {meta.get('intended_use') or INTENDED_USE}", ""]
+    if meta.get("description"):
+        lines += [meta["description"], ""]
+    rows = [("Method", meta.get("method")), ("Weights format", meta.get("format")), ("Version", meta.get("version")),
+            ("Modalities trained", ", ".join(meta.get("modalities") or [])), ("Patch size", meta.get("patch_size")),
+            ("Normalisation", meta.get("normalization")), ("Outputs", f"{', '.join(meta.get('label_regions') or [])} ({meta.get('output')})"),
+            ("Label scheme written", meta.get("label_scheme")), ("Training data", meta.get("training_data")),
+            ("mmtumor version", meta.get("mmtumor_version")), ("Created", meta.get("created"))]
+    lines += ["| Field | Value |", "|---|---|"] + [f"| {k} | {v if v not in (None, '') else '–'} |" for k, v in rows] + [""]
+    training = meta.get("training") or {}
+    if training:
+        lines += ["## Training recipe", ""] + [f"- **{k}**: {v}" for k, v in training.items()] + [""]
+    metrics = meta.get("metrics") or {}
+    table = metrics.get("expected_dice") or {}
+    if table:
+        lines += [f"## Dice per modality subset ({metrics.get('expected_dice_source', 'held-out phantoms')})", "",
+                  "| T1 | T1c | T2 | FLAIR | WT | TC | ET |", "|:-:|:-:|:-:|:-:|--:|--:|--:|"]
+        for s in SUBSETS:
+            row = table.get(s.code)
+            if not isinstance(row, dict):
+                continue
+            dots = " | ".join("●" if p else "○" for p in s.mask)
+            vals = " | ".join(f"{row[r]:.3f}" if isinstance(row.get(r), (int, float)) else "–" for r in REGIONS)
+            lines.append(f"| {dots} | {vals} |")
+        lines.append("")
+    real = metrics.get("real") or {}
+    if real:
+        lines += ["## Real scans (validation only, never trained on)", ""]
+        for key, row in real.items():
+            lines.append(f"- **{key}**: " + (", ".join(f"{k} {v}" for k, v in row.items()) if isinstance(row, dict) else str(row)))
+        lines.append("")
+    if not table and not real:
+        lines += ["## Performance", "", "No benchmark recorded for these weights yet.", ""]
+    lines += ["## Limitations", "", "Trained on synthetic phantoms unless stated above; accuracy on real scans can be much",
+              "lower than on phantoms. Always review the segmentation.", ""]
+    return "\n".join(lines)
+
+
+def summary(meta: dict) -> str:
+    """One line for tables: mean Dice over the subsets the card reports, and the real-scan figure if any."""
+    metrics = (meta or {}).get("metrics") or {}
+    table = metrics.get("expected_dice") or {}
+    parts = []
+    if table:
+        means = []
+        for r in REGIONS:
+            vals = [row[r] for row in table.values() if isinstance(row, dict) and isinstance(row.get(r), (int, float))]
+            means.append(f"{r} {sum(vals) / len(vals):.2f}" if vals else f"{r} –")
+        parts.append(" ".join(means) + f" (mean of {len(table)} subsets, {metrics.get('expected_dice_source', 'phantoms')})")
+    real = [(key, row) for key, row in (metrics.get("real") or {}).items() if isinstance(row, dict)]
+    if real:  # the first real-scan figure; a table line has no room for the rest, which the card lists
+        key, row = real[0]
+        vals = " ".join(f"{r} {row[r]:.2f}" for r in REGIONS if isinstance(row.get(r), (int, float)))
+        more = f" (+{len(real) - 1} more real-scan rows in the card)" if len(real) > 1 else ""
+        parts.append(f"real {key}: {vals}{more}")
+    return "; ".join(parts) or "no benchmark recorded"

@@ -1,0 +1,80 @@
+"""A DICOM study to NIfTI (``mmtumor.convert``): a tumour series that cannot be used is named with the modality it
+would have been and the reason, and the run says it goes on without it; 4D enhanced multi-frame series are refused."""
+
+from __future__ import annotations
+
+import numpy as np
+import pydicom
+
+from mmtumor.convert import convert_study
+from mmtumor.io.dicom import ENHANCED_MR
+from mmtumor.modalities import Modality
+from mmtumor.synth.dicom import write_series, write_study
+
+
+def _volume(seed: int):
+    rng = np.random.default_rng(seed)
+    aff = np.diag([1.0, 1.1, 2.5, 1.0])
+    aff[:3, 3] = [-20.0, -18.0, -15.0]
+    return np.rint(rng.random((40, 36, 14)) * 800 + 10), aff
+
+
+def test_a_t1c_with_unusable_geometry_is_named_not_dropped_silently(tmp_path):
+    recs = write_study({m: _volume(i) for i, m in enumerate(Modality)}, tmp_path / "study", seed=2, vendor="ge",
+                       distractors=False)
+    t1c = next(r for r in recs if r.modality is Modality.T1C)
+    for f in t1c.files:  # every slice at one position: no volume can be rebuilt
+        ds = pydicom.dcmread(f)
+        ds.ImagePositionPatient = [0.0, 0.0, 0.0]
+        ds.save_as(f)
+    report = convert_study(tmp_path / "study", tmp_path / "out")
+    assert "T1c" not in report["written"] and {"T1", "T2", "FLAIR"} <= set(report["written"])
+    said = [w for w in report["warnings"] if "looks like T1c" in w]
+    assert len(said) == 1 and "going on without T1c" in said[0] and t1c.description in said[0]
+
+
+def test_a_series_without_any_position_is_named_too(tmp_path):
+    recs = write_study({m: _volume(i) for i, m in enumerate(Modality)}, tmp_path / "study", seed=3, vendor="siemens",
+                       distractors=False)
+    flair = next(r for r in recs if r.modality is Modality.FLAIR)
+    for f in flair.files:
+        ds = pydicom.dcmread(f)
+        del ds.ImagePositionPatient
+        ds.save_as(f)
+    report = convert_study(tmp_path / "study", tmp_path / "out")
+    assert "FLAIR" not in report["written"]
+    assert any("looks like FLAIR" in w and "no file has usable geometry" in w and "going on without FLAIR" in w
+               for w in report["warnings"])
+
+
+def test_4d_enhanced_multiframe_series_are_refused_not_misordered(tmp_path):
+    """Two volumes in one enhanced multi-frame file, frames interleaved: not converted, and the reason is given."""
+    vol, aff = _volume(0)
+    single = write_series(vol, aff, tmp_path / "single", "DWI", "philips", None, 9)
+    dsets = [pydicom.dcmread(f) for f in single.files]
+    mf = dsets[0]
+    mf.SOPClassUID = mf.file_meta.MediaStorageSOPClassUID = ENHANCED_MR
+    shared, po, pm = pydicom.Dataset(), pydicom.Dataset(), pydicom.Dataset()
+    po.ImageOrientationPatient = mf.ImageOrientationPatient
+    pm.PixelSpacing, pm.SliceThickness = mf.PixelSpacing, mf.SliceThickness
+    shared.PlaneOrientationSequence, shared.PixelMeasuresSequence = [po], [pm]
+    mf.SharedFunctionalGroupsSequence = [shared]
+    frames, pixels = [], []
+    for ds in dsets:
+        for _ in range(2):  # volume 1 and volume 2 of each position, interleaved
+            fg, pp = pydicom.Dataset(), pydicom.Dataset()
+            pp.ImagePositionPatient = ds.ImagePositionPatient
+            fg.PlanePositionSequence = [pp]
+            frames.append(fg)
+            pixels.append(ds.PixelData)
+    mf.NumberOfFrames = len(frames)
+    mf.PerFrameFunctionalGroupsSequence = frames
+    mf.PixelData = b"".join(pixels)
+    mf.SeriesDescription = "DTI 2 volumes"
+    for kw in ("ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing"):
+        delattr(mf, kw)
+    (tmp_path / "multi").mkdir()
+    mf.save_as(tmp_path / "multi" / "enhanced.dcm", enforce_file_format=True)
+    report = convert_study(tmp_path / "multi", tmp_path / "out", all_series=True)
+    assert report["written_all"] == [] and not list((tmp_path / "out").glob("*.nii.gz"))
+    assert any("4D enhanced multi-frame" in e for e in report["errors"])

@@ -1,0 +1,133 @@
+"""The inference core (``mmtumor.infer.core``): one path for ``segment``, ``benchmark`` and training validation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from mmtumor.infer.core import FALLBACK_PATCH, InferenceSettings, predict
+
+
+@pytest.fixture(scope="module")
+def phantom(tmp_path_factory) -> Path:
+    from mmtumor.synth import write_dataset
+
+    root = tmp_path_factory.mktemp("core")
+    write_dataset(root, 1, seed=4242, shape=(240, 240, 155))  # BraTS-like (1 mm, skull-stripped), as benchmark data is
+    return next(p for p in root.iterdir() if p.is_dir())
+
+
+def test_segment_and_benchmark_give_bit_identical_labels(phantom, tmp_path):
+    """The same case and modality subset through ``mmtumor segment`` (files, detection, writers) and through the
+    benchmark's sweep path (in-memory arrays) give the same label map, voxel for voxel, with the bundled default.
+    (On BraTS-preprocessed data, as every benchmark data set is, neither path registers the modalities.)"""
+    from mmtumor import api
+    from mmtumor.benchmark import predict_subset
+    from mmtumor.infer.predictor import SegmentOptions
+    from mmtumor.io.dataset import find_cases, load_case
+    from mmtumor.modalities import Modality, parse_subsets
+    from mmtumor.weights import load_model, resolve
+
+    (case,) = find_cases(phantom.parent, require_label=True)
+    explicit = {Modality.T1C: case.images[Modality.T1C], Modality.FLAIR: case.images[Modality.FLAIR]}
+    res = api.segment([], tmp_path / "seg", explicit=explicit, options=SegmentOptions(device="cpu", preview=False))
+    seg = np.asarray(nib.load(res["results"][0]["outputs"]["segmentation"]).dataobj)
+    loaded = load_case(case)
+    model, meta = load_model(resolve(None), device="cpu")
+    bench = predict_subset(model, meta, loaded.image, loaded.present, loaded.affine, parse_subsets("0101")[0])
+    assert seg.shape == bench.shape and np.count_nonzero(bench) > 100  # a real answer, not two empty maps
+    assert np.array_equal(seg, bench)
+    assert any("BraTS-preprocessed input recognised" in step for step in res["results"][0]["preprocessing"]["steps"])
+
+
+def test_settings_come_from_the_weights_metadata_with_one_set_of_fallbacks():
+    s = InferenceSettings.for_model({"patch_size": [64, 64, 64], "spacing": 2.0}, overlap=0.25, tta=None)
+    assert s.patch == (64, 64, 64) and s.model_spacing == 2.0 and s.overlap == 0.25 and s.tta is False
+    old = InferenceSettings.for_model({"patch": [48, 48, 48], "training": {"target_spacing": 1.5}})
+    assert old.patch == (48, 48, 48) and old.model_spacing == 1.5  # older exports: training-config fallbacks
+    assert InferenceSettings.for_model({}).patch == FALLBACK_PATCH and InferenceSettings.for_model({}).model_spacing is None
+
+
+class _Blob:
+    """A stand-in network: WT where FLAIR is bright, TC where T1c is bright, ET where T1c is very bright."""
+
+    training = False
+
+    def eval(self):
+        return self
+
+    def train(self, mode=True):
+        return self
+
+    def __call__(self, x, present):
+        import torch
+
+        flair, t1c = x[:, 3:4], x[:, 1:2]
+        logits = torch.cat([(flair - 1.0) * 20, (t1c - 1.0) * 20, (t1c - 2.0) * 20], dim=1)
+        return {"logits": logits}
+
+
+def _blob_image(shape=(40, 40, 40)):
+    img = np.zeros((4, *shape), np.float32)
+    img[:, 4:-4, 4:-4, 4:-4] = 1.0  # brain
+    img[3, 10:26, 10:26, 10:26] = 3.0  # FLAIR lesion
+    img[1, 14:22, 14:22, 14:22] = 2.5  # enhancing core
+    img[3, 32, 32, 32] = 3.0  # a one-voxel FLAIR island far away
+    return img
+
+
+def test_predict_postprocesses_and_records_what_it_changed():
+    img = _blob_image()
+    present = [False, True, False, True]
+    brain = img[1] > 0
+    settings = InferenceSettings(patch=(32, 32, 32), amp=False, min_component_fraction=0.2, min_et_voxels=0)
+    pred = predict(_Blob(), img, present, (1.0, 1.0, 1.0), brain, settings, normalised=True)
+    assert pred.postprocessing["island_voxels_removed"] >= 1 and pred.labels[32, 32, 32] == 0
+    assert (pred.labels[16:20, 16:20, 16:20] == 4).all() and pred.probabilities.shape == (3, 40, 40, 40)
+    big_et = InferenceSettings(patch=(32, 32, 32), amp=False, min_et_voxels=10_000)
+    pred2 = predict(_Blob(), img, present, (1.0, 1.0, 1.0), brain, big_et, normalised=True)
+    assert not (pred2.labels == 4).any() and pred2.postprocessing["et_voxels_relabelled_ncr"] > 0
+    assert any("--min-et-voxels" in w for w in pred2.warnings)
+    # probabilities never leave the brain mask
+    small_brain = np.zeros_like(brain)
+    small_brain[:20] = True
+    pred3 = predict(_Blob(), img, present, (1.0, 1.0, 1.0), small_brain, settings, normalised=True)
+    assert pred3.probabilities[:, 20:].max() == 0
+
+
+def test_the_model_grid_is_used_and_results_come_back_to_the_working_grid():
+    img = _blob_image()
+    present = [False, True, False, True]
+    settings = InferenceSettings(patch=(16, 16, 16), model_spacing=2.0, amp=False)
+    pred = predict(_Blob(), img, present, (1.0, 1.0, 1.0), img[1] > 0, settings, normalised=True)
+    assert pred.labels.shape == (40, 40, 40) and any("model grid: 2 mm (20x20x20)" in n for n in pred.notes)
+    assert (pred.labels[12:24, 12:24, 12:24] > 0).all()
+
+
+def test_the_python_api_takes_in_memory_images_and_mirrors_the_cli(phantom_dir, tiny_weights, tmp_path):
+    """``mmtumor.segment_images`` with nibabel images gives what the CLI gives for the same files and options."""
+    import json
+
+    from typer.testing import CliRunner
+
+    import mmtumor
+    from mmtumor.cli import app
+
+    case = phantom_dir / "Synth_00001"
+    t1c, flair = case / "Synth_00001_t1ce.nii.gz", case / "Synth_00001_flair.nii.gz"
+    r = CliRunner().invoke(app, ["segment", "--t1c", str(t1c), "--flair", str(flair), "-o", str(tmp_path / "cli"),
+                                 "--weights", str(tiny_weights), "--device", "cpu", "--fast", "--no-preview",
+                                 "--label-scheme", "brats2023"])
+    assert r.exit_code == 0, r.output
+    result = mmtumor.segment_images(t1c=nib.load(str(t1c)), flair=str(flair), weights=str(tiny_weights), device="cpu",
+                                    fast=True, preview=False, label_scheme="brats2023")
+    cli_seg = nib.load(str(tmp_path / "cli" / "segmentation.nii.gz"))
+    assert np.array_equal(np.asarray(result.labels.dataobj), np.asarray(cli_seg.dataobj))
+    assert np.allclose(result.labels.affine, cli_seg.affine) and result.output_dir is None
+    assert result.volumes_ml == json.loads((tmp_path / "cli" / "volumes.json").read_text())
+    assert result.report["modality_subset"]["code"] == "0101" and result.report["label_scheme"] == "brats2023"
+    with pytest.raises(mmtumor.MmtumorError, match="at least one"):
+        mmtumor.segment_images()
