@@ -304,3 +304,37 @@ def test_fuzz_no_bad_input_prints_a_traceback(tiny_weights, tmp_path):
                 r.exception, SystemExit), (i, cmd[0], r.output, r.exception)
             codes.append(r.exit_code)
     assert codes.count(1) >= FUZZ_CASES  # most of these must be refused, each with its one line
+
+
+def test_an_unreachable_hub_is_one_line_in_seconds(tmp_path, monkeypatch):
+    """No network (here: nothing listens on the endpoint's port): one red line, no retry lines, no half a minute."""
+    import socket
+    import time
+
+    with socket.socket() as s:  # a port that is certainly closed
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    for k in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy", "HF_HUB_OFFLINE"):
+        monkeypatch.delenv(k, raising=False)
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{port}")
+    monkeypatch.setenv("MMTUMOR_HOME", str(tmp_path / "home"))
+    t0 = time.perf_counter()
+    r = runner.invoke(app, ["weights", "pull", "hf://owner/repo@v1"])
+    assert r.exit_code == 1 and "cannot reach" in r.output and _one_red_line(r)
+    assert len(r.output.strip().splitlines()) <= 2 and time.perf_counter() - t0 < 10
+
+
+class ForeignObject:
+    """Any Python object pickled into a .pt file (module level, so torch.save can pickle it)."""
+
+
+def test_weights_refusals_are_plain(tmp_path, case, tiny_weights):
+    import torch
+
+    r = runner.invoke(app, ["segment", str(case), "--weights", "", "-o", str(tmp_path / "o")])
+    assert r.exit_code == 1 and "--weights is empty" in r.output and _one_red_line(r)
+
+    torch.save({"model": ForeignObject()}, tmp_path / "pickled.pt")
+    r = runner.invoke(app, ["weights", "export", str(tmp_path / "pickled.pt"), "-o", str(tmp_path / "w")])
+    assert r.exit_code == 1 and "pickled Python objects" in r.output and "weights_only=False" not in r.output
+    assert _one_red_line(r)

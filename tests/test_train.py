@@ -65,13 +65,15 @@ def test_poly_lr_and_paper_defaults(tmp_path):
         resolve_config("a2fseg", tmp_path, tmp_path / "r", optimizer="rmsprop")
 
 
-@pytest.mark.parametrize("method,epochs,min_wt,soft", [("a2fseg", 12, 0.2, False), ("unet", 6, 0.4, False),
-                                                       ("unet", 6, 0.4, True)])
-def test_tiny_model_learns_whole_tumour(phantoms, tmp_path, method, epochs, min_wt, soft):
-    """A real learning test: held-out phantom Dice must rise and clearly beat chance after a short CPU run
-    (also with soft, partial-volume targets on a coarser 4 mm grid).
+@pytest.mark.parametrize("method,epochs,min_dice,soft", [("a2fseg", 8, 0.2, False), ("unet", 6, 0.2, False),
+                                                         ("unet", 6, 0.2, True)])
+def test_tiny_model_learns_whole_tumour(phantoms, tmp_path, method, epochs, min_dice, soft):
+    """A real learning test: held-out phantom Dice (mean of WT, TC, ET, validated as segment predicts, islands
+    removed) must rise by 0.1 and clearly beat chance after a short CPU run (also with soft, partial-volume targets on
+    a coarser 4 mm grid).
 
-    Chance level: a random mask of the tumour's size scores ~0.03 WT Dice here, all-brain ~0.1.
+    Chance level: the untrained networks score about 0.2 WT (the brain-masked all-tumour guess) and 0.02 TC/ET here,
+    a mean of about 0.09.
     """
     from mmtumor.train.trainer import build_training_model
 
@@ -82,12 +84,12 @@ def test_tiny_model_learns_whole_tumour(phantoms, tmp_path, method, epochs, min_
     trainer = Trainer(cfg, quiet=True)
     _, val_cases = trainer._prepare_data()
     torch.manual_seed(cfg.seed)  # the same initial weights fit() starts from
-    before = trainer.validate(build_training_model(cfg), val_cases)["all"][0]
+    before = float(np.mean(trainer.validate(build_training_model(cfg), val_cases)["all"]))
     result = trainer.fit()
     first, last = result["history"][0]["loss"]["total"], result["history"][-1]["loss"]["total"]
     assert last < first
-    after = result["history"][-1]["val"]["all"][0]  # whole tumour Dice on the held-out validation phantom(s)
-    assert after > min_wt and after > before + 0.1, (before, result["history"][-1]["val"])
+    after = float(np.mean(result["history"][-1]["val"]["all"]))  # WT/TC/ET on the held-out validation phantom(s)
+    assert after > min_dice and after > before + 0.1, (before, result["history"][-1]["val"])
     for f in ("last.pt", "best.pt", "config.json", "metrics.jsonl", "metrics.csv", "curves.png", "manifest.json"):
         assert (run / f).exists(), f
 

@@ -102,11 +102,7 @@ def load_init(spec: str, method: str) -> tuple[torch.nn.Module, float | None]:
 
     if _is_run(spec):
         path = find_checkpoint(Path(spec).expanduser())
-        try:
-            ck = load_checkpoint(path)
-        except Exception as exc:  # a truncated or foreign file: one clear line, not a traceback
-            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise InputError(f"cannot read checkpoint {path}: {first}") from None
+        ck = load_checkpoint(path)
         if not isinstance(ck, dict) or not isinstance(ck.get("model"), dict):
             raise InputError(f"{path} is not an mmtumor training checkpoint (no 'model' state)")
         src_method, config = model_config_of(ck)
@@ -263,11 +259,7 @@ class Trainer:
         if self.resume:
             if not last_path.exists():
                 raise InputError(f"--resume: no checkpoint {last_path} to resume from")
-            try:
-                ck = load_checkpoint(last_path)
-            except Exception as exc:  # noqa: BLE001 - truncated or foreign file: one clear line
-                first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-                raise InputError(f"--resume: cannot read checkpoint {last_path} ({first}); it may be truncated") from None
+            ck = load_checkpoint(last_path)
             if not isinstance(ck, dict) or "full_model" not in ck:
                 raise InputError(f"--resume: {last_path} is not an mmtumor training checkpoint")
             model.load_state_dict(ck["full_model"])

@@ -13,7 +13,7 @@ updates), ``cards`` (model cards). The names below are the public API.
 
 from ..errors import ChecksumError, OfflineError, WeightsError
 from .cards import render_card, summary
-from .export import export_run, find_checkpoint, model_config_of, update_meta
+from .export import export_run, find_checkpoint, model_config_of, read_checkpoint, update_meta
 from .hub import parse_hub_spec, push
 from .loading import default_model_name, expected_dice, list_models, load_model, load_state, resolve, verify
 from .locations import FORMAT, INTENDED_USE, MANIFEST, REGIONS, bundled_dir, hub_cache_dir, mmtumor_home
@@ -23,5 +23,5 @@ __all__ = [
     "ChecksumError", "FORMAT", "FileCheck", "INTENDED_USE", "MANIFEST", "ModelInfo", "OfflineError", "REGIONS",
     "ResolvedWeights", "WeightsError", "bundled_dir", "default_model_name", "expected_dice", "export_run",
     "find_checkpoint", "hub_cache_dir", "list_models", "load_model", "load_state", "mmtumor_home", "model_config_of",
-    "parse_hub_spec", "push", "read_manifest", "render_card", "resolve", "sha256_file", "summary", "update_meta", "verify",
+    "parse_hub_spec", "push", "read_checkpoint", "read_manifest", "render_card", "resolve", "sha256_file", "summary", "update_meta", "verify",
 ]

@@ -96,6 +96,28 @@ def _base_meta(name: str, method: str, config: dict, extra: dict) -> dict:
     return meta
 
 
+def read_checkpoint(path: Path | str) -> dict:
+    """A training checkpoint (tensors and plain containers only: ``weights_only=True``, never pickled objects), or one
+    line saying why not: pickled objects, a truncated file, not a checkpoint at all."""
+    import torch
+
+    try:
+        ck = torch.load(Path(path), map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unreadable checkpoint is a user error here
+        text = str(exc)
+        if "weights_only" in text or "Unsupported global" in text:
+            why = ("it holds pickled Python objects, which mmtumor never loads: save the model's state_dict "
+                   "(tensors only) instead")
+        elif "zip" in text.lower() or isinstance(exc, EOFError):
+            why = "the file is truncated or is not a PyTorch checkpoint"
+        else:
+            why = text.splitlines()[0] if text else type(exc).__name__
+        raise ReadError(f"cannot read checkpoint {path}: {why}") from None
+    if not isinstance(ck, dict):
+        raise ReadError(f"{path} is not a checkpoint dictionary")
+    return ck
+
+
 def export_run(run_dir: Path | str, out_dir: Path | str, name: str | None = None, *, meta: dict | None = None,
                dtype: str | None = None, default: bool = False) -> ResolvedWeights:
     """Turn a training checkpoint into the weights format: ``NAME.safetensors`` + ``NAME.json`` + ``NAME.md``
@@ -105,16 +127,10 @@ def export_run(run_dir: Path | str, out_dir: Path | str, name: str | None = None
     ``{"model": state_dict, "method": str, "config": dict, "meta": dict?}``, read with ``weights_only=True``.
     ``meta`` (metrics, training data, patch size ...) overrides what the checkpoint carries.
     """
-    import torch
 
     run = Path(run_dir)
     ckpt = find_checkpoint(run)
-    try:
-        ck = torch.load(ckpt, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unreadable checkpoint is a user error here
-        raise ReadError(f"cannot read checkpoint {ckpt}: {str(exc).splitlines()[0]}") from None
-    if not isinstance(ck, dict):
-        raise ReadError(f"{ckpt} is not a checkpoint dictionary")
+    ck = read_checkpoint(ckpt)
     state = ck.get("model") if isinstance(ck.get("model"), dict) else ck.get("state_dict")
     if not isinstance(state, dict) or not state:
         raise ReadError(f"{ckpt} holds no model state_dict under 'model'")
@@ -132,7 +148,7 @@ def export_run(run_dir: Path | str, out_dir: Path | str, name: str | None = None
     extra = _meta_from_checkpoint(ck, ckpt)
     extra.update(meta or {})
     full = _base_meta(name, method, jsonable(dataclasses.asdict(config)), extra)
-    return _write_model(Path(out_dir), name, tensors, full, default=default)
+    return write_model(Path(out_dir), name, tensors, full, default=default)
 
 
 _RECIPE_KEYS = ("preset", "epochs", "iters_per_epoch", "patch", "batch", "lr", "optimizer", "amp", "align",
@@ -172,7 +188,7 @@ def _meta_from_checkpoint(ck: dict, ckpt: Path) -> dict:
     return extra
 
 
-def _write_model(out: Path, name: str, tensors: dict, meta: dict, default: bool = False) -> ResolvedWeights:
+def write_model(out: Path, name: str, tensors: dict, meta: dict, default: bool = False) -> ResolvedWeights:
     from safetensors.torch import save
 
     out.mkdir(parents=True, exist_ok=True)

@@ -3,8 +3,10 @@ pulled), and publishing an exported folder. huggingface_hub is imported only ins
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -115,7 +117,46 @@ def _resolve_cached(ref: HubRef) -> ResolvedWeights | None:
     return resolved_from_entry(snap, entry, "hub", ref.spec(commit), commit)
 
 
+@contextmanager
+def quiet_hub():
+    """huggingface_hub logs every HTTP retry as a warning line; the user gets our one line at the end instead."""
+    from huggingface_hub.utils import logging as hf_logging
+
+    before = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(before)
+
+
+def check_reachable(url: str | None, timeout: float = 3.0) -> None:
+    """Fail in seconds, not after half a minute of retries, when the Hub's host cannot be reached at all (no
+    network, a wrong HF_ENDPOINT). Skipped behind a proxy, where a direct connection proves nothing."""
+    import socket
+    from urllib.parse import urlparse
+
+    if any(os.environ.get(k) for k in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")):
+        return
+    parsed = urlparse(url or "https://huggingface.co")
+    host, port = parsed.hostname, parsed.port or (443 if parsed.scheme == "https" else 80)
+    if not host:
+        return
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            pass
+    except OSError as exc:
+        raise WeightsError(f"cannot reach {url or 'the Hugging Face Hub'} ({exc.strerror or type(exc).__name__}): check "
+                           "the network or HF_ENDPOINT, or use a local folder with --weights PATH") from None
+
+
 def _download(ref: HubRef) -> ResolvedWeights:
+    with quiet_hub():
+        check_reachable(endpoint())
+        return _download_quietly(ref)
+
+
+def _download_quietly(ref: HubRef) -> ResolvedWeights:
     from huggingface_hub import hf_hub_download
     from huggingface_hub import errors as e
 

@@ -33,6 +33,8 @@ def resolve(spec: str | Path | None = None, *, refresh: bool = False) -> Resolve
     without any request when present; ``refresh=True`` (``mmtumor weights pull``) asks the Hub for the
     revision's current commit.
     """
+    if spec is not None and not str(spec).strip():
+        raise InputError("--weights is empty: give a bundled NAME, a PATH or hf://owner/repo (or leave it out for the default)")
     if spec is None or str(spec) == "default":
         name = default_model_name()
         if name is None:
