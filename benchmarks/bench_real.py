@@ -7,7 +7,7 @@ Runs ``mmtumor benchmark`` (the inference core ``segment`` runs, its default pos
 tables to ``docs/bench-real.md``: Dice per subset for every model side by side, the phantom-only default as the
 before column, then A2FSeg's published Table 1 (BraTS 2020, other patients: a reference, not a like-for-like
 comparison), and HD95. Models are trained on the ``train`` cases only; the ``val`` cases chose each model's
-checkpoint (``best.pt``) and the post-processing thresholds, nothing else.
+checkpoint (``best.pt``), nothing else.
 """
 
 from __future__ import annotations
@@ -42,6 +42,8 @@ def main() -> None:
     ap.add_argument("--max-cases", type=int, default=None)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", type=Path, default=ROOT / "runs" / "bench-real")
+    ap.add_argument("--rename", nargs="*", default=[], metavar="OLD=NEW",
+                    help="show a measured model under another name (e.g. an export measured before it was shipped)")
     args = ap.parse_args()
     if not (args.data / "splits.json").is_file():
         sys.exit(f"real training data not found: {args.data}")
@@ -52,25 +54,29 @@ def main() -> None:
     result = api.benchmark(args.data, weights, None, args.out, opts,
                            lambda desc, n, total: print(f"\r{n}/{total} {desc[:70]:70s}", end="", flush=True))
     print()
-    agg = aggregate(result["records"])
+    names = dict(r.split("=", 1) for r in args.rename)
+    records = [dict(r, method=names.get(r["method"], r["method"])) for r in result["records"]]
+    agg = aggregate(records)
+    shown = [names.get(n, n) for n in dict.fromkeys(r["method"] for r in result["records"])]
     paper = load_reference_csv(PAPER) if PAPER.is_file() else {}
     paper = {k: v for k, v in paper.items() if k in PAPER_COLUMNS}
-    dice = build_table(agg, "dice", weights, reference=paper)
-    hd95 = build_table(agg, "hd95", weights)
+    dice = build_table(agg, "dice", shown, reference=paper)
+    hd95 = build_table(agg, "hd95", shown)
     n_cases = result["meta"]["cases"]
-    command = "python benchmarks/bench_real.py" + (f" --weights {' '.join(args.weights)}" if args.weights else "")
+    command = "python benchmarks/bench_real.py" + (f" --weights {' '.join(args.weights)}" if args.weights else "") + (
+        f" --rename {' '.join(args.rename)}" if args.rename else "")
     lines = header_lines("Real validation cases: every model over the 15 modality subsets", command) + [
         f"- data: the `{args.split}` cases of `splits.json` in `../shared/data/real-train/` ({n_cases} real BraTS "
         "2018-2021 patients, expert labels, skull-stripped, 1 mm); never trained on. They chose each real-trained "
-        "model's checkpoint and the post-processing thresholds, so these figures are somewhat optimistic; the team's "
-        "own held-out cases are the unbiased check.",
+        "model's checkpoint (best.pt), so its figures are somewhat optimistic; the post-processing thresholds were "
+        "chosen earlier on the six BraTS 2013 cases. The team's own held-out cases are the unbiased check.",
         "- path: `mmtumor benchmark` = the inference core `segment` runs (docs/segment.md), its default "
         "post-processing; mean over cases per subset, then over the 15 subsets (BraTS conventions: Dice 1 when both "
         "are empty, HD95 373.13 mm when exactly one is).",
         "- paper columns: published Table 1 of A2FSeg (Wang & Hong, MICCAI 2023), on the BraTS 2020 test split "
         "(other patients, 3D nnU-Net-size models trained on 219 cases): a reference, not a like-for-like comparison.",
         "",
-        models_table(),
+        models_table(shown),
         "",
         to_markdown(dice, "Dice (mean over cases)"),
         "",

@@ -94,8 +94,10 @@ def ship(args) -> None:
                     "real": {}},
     }
     previous = resolve(args.name).meta if (WEIGHTS / f"{args.name}.json").exists() else {}
-    keep = {k: v for k, v in ((previous.get("metrics") or {}).get("real") or {}).items()}
-    meta["metrics"]["real"] = keep if "real" in str(previous.get("training_data", "")) else {}
+    same_kind = str(previous.get("training_data", "")).startswith("real:")  # a phantom model's rows are not ours
+    meta["metrics"]["real"] = dict((previous.get("metrics") or {}).get("real") or {}) if same_kind else {}
+    for key, wt, tc, et in args.real_row or []:
+        meta["metrics"]["real"][key] = {"WT": float(wt), "TC": float(tc), "ET": float(et)}
     rw = export_run(Path(args.run), WEIGHTS, args.name, meta=meta, default=args.default)
     print(f"shipped {rw.name}: {rw.weights_path} ({rw.weights_path.stat().st_size / 1e6:.2f} MB)")
 
@@ -114,6 +116,8 @@ def main() -> None:
     s.add_argument("--bench-name", default=None, help="the model's name in the sweep (default NAME)")
     s.add_argument("--description", default="")
     s.add_argument("--default", action="store_true")
+    s.add_argument("--real-row", nargs=4, action="append", metavar=("NAME", "WT", "TC", "ET"),
+                   help="a real-scan figure measured for this model (e.g. the six BraTS 2013 cases)")
     args = ap.parse_args()
     {"train": train, "keep-phantom": keep_phantom, "ship": ship}[args.cmd](args)
 

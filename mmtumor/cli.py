@@ -162,7 +162,7 @@ def _render_volumes(report: dict) -> None:
     out.print(table)
     if report.get("expected_dice"):
         e = report["expected_dice"]
-        out.print("expected Dice for this subset (model card, phantoms): " + ", ".join(f"{k} {e[k]:.2f}" for k in e))
+        out.print("expected Dice for this subset (model card): " + ", ".join(f"{k} {e[k]:.2f}" for k in e))
     for k, pth in report["outputs"].items():
         out.print(f"  {k}: {escape(str(pth))}", highlight=False)
     shown = set(report["input"].get("warnings", []))  # input warnings were printed with the detections

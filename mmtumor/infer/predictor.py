@@ -182,7 +182,9 @@ class Predictor:
                               "normalisation": "mmtumor.preprocess.normalize_intensity"},
             "weights": self.weights_info,
             "expected_dice": expected_dice(self.meta, subset),
-            "expected_dice_note": "from the model card: mean Dice on held-out phantoms for this modality subset; real scans may differ",
+            "expected_dice_note": "from the model card, for this modality subset: "
+                                  + str((self.meta.get("metrics") or {}).get("expected_dice_source") or "held-out phantoms")
+                                  + "; your scans may differ",
             "device": str(self.device),
             "options": dict(opts.__dict__),  # as applied (--fast: overlap 0.25, no TTA)
             "label_scheme": opts.label_scheme,
