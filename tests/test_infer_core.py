@@ -131,3 +131,22 @@ def test_the_python_api_takes_in_memory_images_and_mirrors_the_cli(phantom_dir, 
     assert result.report["modality_subset"]["code"] == "0101" and result.report["label_scheme"] == "brats2023"
     with pytest.raises(mmtumor.MmtumorError, match="at least one"):
         mmtumor.segment_images()
+
+
+def test_skull_on_second_pass_drops_and_reports_tumour_outside_the_brain():
+    """First-pass tumour lying outside the refined brain mask (an orbit, the scalp) is not kept, and the user is told
+    how much; tumour inside is kept (the skull-on path of segment, preprocess.brainmask)."""
+    img = np.zeros((4, 48, 48, 48), np.float32)
+    img[:, 2:-2, 2:-2, 2:-2] = 1.0  # the atlas mask's region, skull and scalp included
+    img[3, 10:20, 10:20, 10:20] = 3.0  # lesion in the brain
+    img[3, 36:45, 36:45, 36:45] = 3.0  # bright blob in the 'scalp', outside the refined brain
+    present = [False, False, False, True]
+    atlas = img[3] > 0
+    refined = np.zeros_like(atlas)
+    refined[4:32, 4:32, 4:32] = True
+    settings = InferenceSettings(patch=(32, 32, 32), amp=False, min_et_voxels=0)
+    pred = predict(_Blob(), img, present, (1.0, 1.0, 1.0), atlas, settings, refined_mask=refined, normalised=True)
+    outside = pred.postprocessing["first_pass_voxels_outside_brain"]
+    assert outside >= 9**3 * 0.9 and any("skull-on scan" in w for w in pred.warnings)
+    assert (pred.labels[12:18, 12:18, 12:18] > 0).all() and not (pred.labels[36:45, 36:45, 36:45] > 0).any()
+    assert any("second pass" in n for n in pred.notes)

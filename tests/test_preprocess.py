@@ -287,6 +287,7 @@ def test_n4_removes_smooth_bias():
         ({M.T1: (np.ones((64, 64), np.float32), np.eye(4))}, "3D"),
         ({M.T1: (np.zeros((16, 16, 16), np.float32), np.eye(4))}, "empty"),
         ({M.T1: (np.ones((16, 16, 16, 3), np.float32), np.eye(4))}, "3D"),
+        ({M.T1: (np.random.rand(16, 16, 16).astype(np.float32), np.eye(4))}, "too small to hold a brain"),
         ({M.T1: (np.random.rand(16, 16, 16).astype(np.float32), np.zeros((4, 4)))}, "affine"),
         ({"t5": (np.random.rand(16, 16, 16).astype(np.float32), np.eye(4))}, "unknown modality"),
     ],
@@ -308,7 +309,7 @@ def test_missing_file_and_bad_reference(tmp_path):
     with pytest.raises(MmtumorError, match="not found"):
         preprocess_case({M.T1: tmp_path / "nope.nii.gz"})
     with pytest.raises(InputError, match="reference"):
-        preprocess_case({M.T1: (np.random.rand(16, 16, 16).astype(np.float32), np.eye(4))}, reference=M.T1C)
+        preprocess_case({M.T1: (np.random.rand(64, 64, 64).astype(np.float32), np.eye(4))}, reference=M.T1C)
 
 
 # ---------------------------------------------------------------------------------------------------------------

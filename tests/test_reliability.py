@@ -234,6 +234,9 @@ def test_training_runs_are_never_silently_mixed(phantom_dir, tmp_path):
 def test_a_truncated_checkpoint_is_one_clear_line(phantom_dir, tmp_path):
     run = tmp_path / "run"
     assert _train(phantom_dir, run, "--stop-after", "1").exit_code == 0
+    (run / ".tmp-abc.pt").write_bytes(b"")  # what a save killed with SIGKILL leaves
+    assert _train(phantom_dir, run, "--resume", "--stop-after", "1").exit_code == 0
+    assert not list(run.glob(".tmp-*"))  # recognised and removed by the next run
     data = (run / "last.pt").read_bytes()
     (run / "last.pt").write_bytes(data[: len(data) // 3])
     r = _train(phantom_dir, run, "--resume")

@@ -111,7 +111,8 @@ def predict(model, image: np.ndarray, present: Sequence[bool], spacing: Sequence
     pred = Prediction(labels=np.zeros(0), probabilities=probs, postprocessing=record, notes=[note] if note else [])
     labels, record["island_voxels_removed"] = labels_without_islands(probs, settings.min_component_fraction)
     if refined_mask is not None:
-        labels = _second_pass(model, image, present, spacing, brain_mask, refined_mask, labels, settings, device, pred)
+        labels = _second_pass(model, image, present, spacing, brain_mask, refined_mask, labels, settings, device, pred,
+                              normalised)
     if settings.min_et_voxels > 0:
         et_before = int(np.count_nonzero(labels == ET))
         labels = relabel_small_et(labels, settings.min_et_voxels)
@@ -123,7 +124,7 @@ def predict(model, image: np.ndarray, present: Sequence[bool], spacing: Sequence
 
 
 def _second_pass(model, image, present, spacing, atlas_mask, refined_mask, labels, settings, device,
-                 pred: Prediction) -> np.ndarray:
+                 pred: Prediction, normalised: bool = False) -> np.ndarray:
     """Skull-on scan: run again on the refined brain mask widened around first-pass tumour; keep only tumour the
     first pass (atlas mask) also found (``preprocess.brainmask``: why both passes are needed)."""
     from ..preprocess.brainmask import consensus_filter, tumour_safe_mask
@@ -137,7 +138,8 @@ def _second_pass(model, image, present, spacing, atlas_mask, refined_mask, label
         pred.warnings.append(f"skull-on scan: {outside * ml:.1f} mL of tumour that the first pass (atlas brain mask) "
                              "found lay mostly outside the refined brain mask (orbit, scalp, neck?) and was not kept; "
                              "check the preview if the tumour may extend beyond the brain")
-    probs, _ = region_probabilities(model, normalise(image, present, mask2), present, spacing, mask2, settings, device)
+    image2 = image if normalised else normalise(image, present, mask2)  # inside the new mask, as the first pass did
+    probs, _ = region_probabilities(model, image2, present, spacing, mask2, settings, device)
     pred.probabilities = probs
     labels, record["island_voxels_removed"] = labels_without_islands(probs, settings.min_component_fraction)
     labels, record["second_pass_only_voxels_removed"] = consensus_filter(labels, allowed)

@@ -144,6 +144,8 @@ def _load_one(mod: Modality, item, warnings: list[str] | None = None) -> tuple[n
                              f"{100 * MAX_NONFINITE_FRACTION:g} %: the image is corrupt or not an MR magnitude image")
         data = np.where(finite, data, 0.0).astype(np.float32)
         warnings.append(f"{name}: {bad} non-finite voxels (NaN/Inf, {100 * bad / data.size:.2f} %) were set to 0")
+    if float(data.max()) <= float(data.min()):
+        raise InputError(f"{name}: the image is empty (every voxel is {float(data.min()):g})")
     spacing = np.sqrt((affine[:3, :3] ** 2).sum(axis=0))
     fov = np.asarray(data.shape) * spacing
     if float(fov.min()) < MIN_FOV_MM:
@@ -155,8 +157,6 @@ def _load_one(mod: Modality, item, warnings: list[str] | None = None) -> tuple[n
     if float(spacing.max()) > MAX_VOXEL_MM:
         warnings.append(f"{name}: voxels of {'x'.join(f'{s:.3g}' for s in spacing)} mm are coarser than {MAX_VOXEL_MM:g} mm "
                         "along an axis; the result is unreliable at this resolution")
-    if float(data.max()) <= float(data.min()):
-        raise InputError(f"{name}: the image is empty (every voxel is {float(data.min()):g})")
     smoothness = neighbour_correlation(data)
     if smoothness < MIN_NEIGHBOUR_CORRELATION:
         warnings.append(f"{name}: neighbouring voxels are nearly uncorrelated ({smoothness:.2f}), as in noise, not "

@@ -247,6 +247,8 @@ class Trainer:
         np.random.seed(cfg.seed + self.dist.rank)
         if self.dist.main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
+            for stale in self.run_dir.glob(".tmp-*"):  # a checkpoint or log write killed mid-way (SIGKILL)
+                stale.unlink(missing_ok=True)
         train_cases, val_cases = self._prepare_data()
 
         torch.manual_seed(cfg.seed)  # identical initial weights on every rank
