@@ -100,10 +100,9 @@ def _bbox_crop(pred: np.ndarray, ref: np.ndarray) -> tuple[np.ndarray, np.ndarra
 
 def _surface(mask: np.ndarray) -> np.ndarray:
     """Surface voxels: the mask minus its erosion by the face-connected (6-neighbour in 3-D) cross."""
-    from scipy.ndimage import binary_erosion, generate_binary_structure
+    from .voxels import surface_mask
 
-    structure = generate_binary_structure(mask.ndim, 1)
-    return mask & ~binary_erosion(mask, structure=structure, border_value=0)
+    return surface_mask(mask)
 
 
 def surface_distances(pred: np.ndarray, ref: np.ndarray, spacing: float | Sequence[float] | None = None

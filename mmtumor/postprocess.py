@@ -28,10 +28,9 @@ def drop_small_components(labels: np.ndarray, min_fraction: float) -> np.ndarray
     out = np.array(labels, copy=True)
     if min_fraction == 0:
         return out
-    from scipy.ndimage import generate_binary_structure, label
+    from .voxels import connected_components
 
-    tumour = out > 0
-    comp, n = label(tumour, structure=generate_binary_structure(tumour.ndim, tumour.ndim))
+    comp, n = connected_components(out > 0)
     if n > 1:
         sizes = np.bincount(comp.ravel())[1:]
         small = np.flatnonzero(sizes < min_fraction * sizes.max()) + 1
@@ -70,9 +69,9 @@ def relabel_small_et(labels: np.ndarray, min_voxels: int, mode: str = "total") -
         if 0 < int(np.count_nonzero(et)) < min_voxels:
             out[et] = NCR
         return out
-    from scipy.ndimage import generate_binary_structure, label
+    from .voxels import connected_components
 
-    comp, n = label(et, structure=generate_binary_structure(et.ndim, et.ndim))
+    comp, n = connected_components(et)
     if n:
         sizes = np.bincount(comp.ravel())
         small = np.flatnonzero(sizes < min_voxels)

@@ -50,3 +50,37 @@ def largest_component(mask: np.ndarray) -> np.ndarray:
         sizes[0] = 0
         mask = lab == int(np.argmax(sizes))
     return ndimage.binary_fill_holes(mask)
+
+
+def connected_components(mask: np.ndarray) -> tuple[np.ndarray, int]:
+    """26-connected components of a 3-D mask (8-connected in 2-D): the connectivity the tumour post-processing and
+    the lesion table (``mmtumor.lesions``) share, so a lesion the report lists is one the post-processing kept."""
+    from scipy.ndimage import generate_binary_structure, label
+
+    mask = np.asarray(mask, dtype=bool)
+    comp, n = label(mask, structure=generate_binary_structure(mask.ndim, mask.ndim))
+    return comp, int(n)
+
+
+def surface_mask(mask: np.ndarray) -> np.ndarray:
+    """Surface voxels: the mask minus its erosion by the face-connected cross (voxels on the array border count)."""
+    from scipy.ndimage import binary_erosion, generate_binary_structure
+
+    mask = np.asarray(mask, dtype=bool)
+    return mask & ~binary_erosion(mask, structure=generate_binary_structure(mask.ndim, 1), border_value=0)
+
+
+def sample_on_grid(volume: np.ndarray, affine: np.ndarray, shape: Sequence[int], target_affine: np.ndarray,
+                   world_map: np.ndarray | None = None, order: int = 0) -> np.ndarray:
+    """``volume`` (on ``affine``'s grid) sampled at the voxel centres of another grid; ``world_map`` (4x4, RAS mm)
+    maps a target-world point to the same anatomy in the volume's world (e.g. a rigid alignment of two studies).
+    order 0 = nearest (labels), 1 = linear; outside the volume reads 0."""
+    from scipy.ndimage import map_coordinates
+
+    m = np.linalg.inv(np.asarray(affine, float)) @ (np.eye(4) if world_map is None else np.asarray(world_map, float))
+    m = m @ np.asarray(target_affine, float)
+    idx = np.stack(np.meshgrid(*[np.arange(int(s), dtype=np.float32) for s in shape], indexing="ij"), axis=0)
+    coords = np.einsum("ij,j...->i...", m[:3, :3].astype(np.float32), idx) + m[:3, 3].astype(np.float32)[:, None, None, None]
+    src = np.asarray(volume)
+    out = map_coordinates(src.astype(np.float32) if order else src, coords, order=order, mode="constant", cval=0)
+    return out.astype(src.dtype) if order == 0 else out

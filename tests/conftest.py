@@ -82,3 +82,34 @@ def phantom_dir(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("ph")
     write_dataset(root, 2, seed=11, shape=SHAPE)
     return root
+
+
+def rotation(axis: int, degrees: float) -> np.ndarray:
+    """3x3 rotation about voxel/world axis ``axis``."""
+    t = np.deg2rad(degrees)
+    c, s = np.cos(t), np.sin(t)
+    r = np.eye(3)
+    i, j = [a for a in range(3) if a != axis]
+    r[i, i], r[i, j], r[j, i], r[j, j] = c, -s, s, c
+    return r
+
+
+def grid_affine(spacing=(1.0, 1.0, 1.0), oblique_degrees: float = 0.0, origin=(10.0, -20.0, 30.0)) -> np.ndarray:
+    """A voxel -> RAS affine with the given spacing, tilted about the x axis by ``oblique_degrees``."""
+    a = np.eye(4)
+    a[:3, :3] = rotation(0, oblique_degrees) @ np.diag(np.asarray(spacing, float))
+    a[:3, 3] = origin
+    return a
+
+
+def ellipsoid(shape, spacing, semi_axes_mm, inplane_degrees: float = 0.0, centre=None) -> np.ndarray:
+    """Voxels inside an ellipsoid defined in the grid's own frame (mm along the voxel axes, orthogonal grids):
+    semi-axes (a, b) in the plane of axes 0-1, rotated by ``inplane_degrees``, and c along axis 2. Its analytic
+    RANO diameters on the central slice are 2a x 2b whatever the grid's tilt in the scanner."""
+    sp = np.asarray(spacing, float)
+    centre = np.asarray(centre if centre is not None else [(s - 1) / 2 for s in shape], float)
+    idx = np.stack(np.meshgrid(*[np.arange(s) for s in shape], indexing="ij"), -1).astype(float)
+    g = (idx - centre) * sp
+    uv = g[..., :2] @ rotation(2, inplane_degrees)[:2, :2]
+    a, b, c = semi_axes_mm
+    return (uv[..., 0] / a) ** 2 + (uv[..., 1] / b) ** 2 + (g[..., 2] / c) ** 2 <= 1

@@ -24,7 +24,8 @@ from ..preprocess.spatial import PreprocessResult
 from .core import InferenceSettings, Prediction, predict_case
 from .inputs import PatientInput
 from ..io.staging import check_output_folder, staged_folder
-from .writers import LABEL_NAMES, write_probabilities, write_run_report, write_segmentation, write_volumes
+from .writers import (LABEL_NAMES, write_probabilities, write_report_page, write_run_report, write_segmentation,
+                      write_volumes)
 
 
 @dataclass
@@ -106,7 +107,9 @@ class Predictor:
             report = self._segment_into(patient, stage, progress)
             report["library_warnings"] = sorted({f"{w.category.__name__}: {w.message}" for w in caught})
             report["outputs"] = {k: str(out_dir / Path(v).name) for k, v in report["outputs"].items()}
+            report["outputs"]["report_html"] = str(out_dir / "report.html")
             write_run_report(stage, report)
+            write_report_page(stage, report)
         report["outputs"]["report"] = str(out_dir / "report.json")
         return report
 
@@ -125,6 +128,9 @@ class Predictor:
             raise InputError(f"internal error: native result {native.shape} differs from the reference {ref.data.shape}")
         with clock("write"):
             outputs, volumes = self._write_results(out_dir, native, pred, pre, ref.affine, opts)
+        with clock("lesions"):
+            lesions, rano, outputs_clinical = self._write_clinical(out_dir, native, pre, ref)
+            outputs.update(outputs_clinical)
         if opts.preview:
             with clock("preview"):
                 outputs["preview"] = str(self._write_preview(out_dir, patient, pre, ref, native, volumes))
@@ -133,7 +139,20 @@ class Predictor:
 
             with clock("dicom-seg"):
                 outputs["dicom_seg"] = str(write_dicom_seg(out_dir / "segmentation.dcm", native, patient, pre.reference))
-        return self._report(patient, pre, pred, opts, volumes, outputs, clock.timings)
+        report = self._report(patient, pre, pred, opts, volumes, outputs, clock.timings)
+        report["lesions"], report["rano"] = lesions, rano
+        return report
+
+    @staticmethod
+    def _write_clinical(out_dir: Path, native: np.ndarray, pre: PreprocessResult, ref) -> tuple[dict, dict, dict]:
+        """Lesion table and RANO measurements on the reference's native grid (the T1c's when present)."""
+        from .clinical import atlas_frame, measure_case, write_lesions_csv, write_measurement_overlays
+
+        lesions, rano, _ = measure_case(native, ref.affine, pre.reference, atlas_frame(pre))
+        outputs = {"lesions_csv": str(write_lesions_csv(out_dir, lesions, rano))}
+        outputs.update(write_measurement_overlays(out_dir, np.asarray(ref.data, np.float32), native, ref.affine, rano,
+                                                  title=f"RANO measurements on the {rano['grid']}"))
+        return lesions, rano, outputs
 
     def _write_results(self, out_dir: Path, native: np.ndarray, pred: Prediction, pre: PreprocessResult, affine,
                        opts: SegmentOptions) -> tuple[dict[str, str], dict[str, float]]:

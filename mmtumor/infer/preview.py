@@ -1,5 +1,6 @@
 """PNG preview: axial, coronal and sagittal slices through the tumour centroid for every present modality,
-with the segmentation overlaid and a legend. Drawn in voxel space of the native grid, oriented for display."""
+with the segmentation overlaid and a legend. Drawn in voxel space of the native grid, oriented for display
+(radiological convention: the patient's right on the image's left, side letters on every view)."""
 
 from __future__ import annotations
 
@@ -24,8 +25,13 @@ def _centre(labels: np.ndarray, image: np.ndarray) -> tuple[int, int, int]:
 
 
 def _views(vol: np.ndarray, c: tuple[int, int, int]) -> list[np.ndarray]:
-    """Slices of a RAS-canonical volume, turned so that anterior/superior are up."""
-    return [np.rot90(vol[:, :, c[2]]), np.rot90(vol[:, c[1], :]), np.rot90(vol[c[0], :, :])]
+    """Slices of a RAS-canonical volume, turned so that anterior/superior are up, in radiological display (the
+    patient's right on the left of the axial and coronal views, as ``measurements.png`` and PACS viewers show it)."""
+    return [np.fliplr(np.rot90(vol[:, :, c[2]])), np.fliplr(np.rot90(vol[:, c[1], :])), np.rot90(vol[c[0], :, :])]
+
+
+#: side letters per view (left edge, right edge): radiological axial/coronal, sagittal with anterior on the right
+SIDES = (("R", "L"), ("R", "L"), ("P", "A"))
 
 
 def write_preview(path: Path | str, images: dict[str, np.ndarray], labels: np.ndarray, affine: np.ndarray,
@@ -61,6 +67,8 @@ def write_preview(path: Path | str, images: dict[str, np.ndarray], labels: np.nd
             ax.imshow(rgba, interpolation="nearest")
             ax.set_xticks([])
             ax.set_yticks([])
+            for x, letter in zip((0.02, 0.9), SIDES[col]):
+                ax.text(x, 0.5, letter, color="white", fontsize=8, transform=ax.transAxes)
             if col == 0:
                 ax.set_ylabel(name, color="white")
             if row == 0:

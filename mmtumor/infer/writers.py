@@ -40,3 +40,15 @@ def write_volumes(out_dir: Path, volumes: Mapping[str, float]) -> Path:
 
 def write_run_report(out_dir: Path, report: Mapping) -> Path:
     return write_json_atomic(out_dir / "report.json", report, default=str)
+
+
+def write_report_page(out_dir: Path, report: Mapping) -> Path:
+    """``report.html`` from the run report and the PNGs already in ``out_dir`` (embedded: one self-contained file)."""
+    from .page import segment_page
+
+    def png(name: str) -> bytes | None:
+        p = out_dir / name
+        return p.read_bytes() if p.exists() else None
+
+    page = segment_page(report, {"preview": png("preview.png"), "measurements": png("measurements.png")})
+    return write_text_atomic(out_dir / "report.html", page)

@@ -469,6 +469,17 @@ def register_rigid(fixed, moving, settings: RegistrationSettings):
     return final, float(reg.GetMetricValue()), name
 
 
+def register_studies(fixed: np.ndarray, fixed_affine: np.ndarray, moving: np.ndarray, moving_affine: np.ndarray,
+                     settings: RegistrationSettings | None = None) -> tuple[np.ndarray, float, str]:
+    """Rigid alignment of two scans (e.g. two time points of one patient), the co-registration ``preprocess_case``
+    uses: returns (4x4 RAS matrix mapping a fixed-world point to the same anatomy in the moving world, metric, init)."""
+    settings = settings or RegistrationSettings()
+    f = _downsampled_reference(_to_sitk(fixed, fixed_affine), settings.spacing)
+    m = _downsampled_reference(_to_sitk(moving, moving_affine), settings.spacing)
+    tf, metric, init = register_rigid(f, m, settings)
+    return _transform_to_ras(tf), metric, init
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # Brain extraction
 
