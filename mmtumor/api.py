@@ -306,6 +306,36 @@ def segment(paths: list[Path | str], output: Path | str = "mmtumor-output", *, w
             "load_seconds": predictor.load_seconds}
 
 
+def compare(baseline: Path | str, followup: Path | str, output: Path | str = "mmtumor-compare", *,
+            weights: str | None = None, options=None, register: bool = True, on_patient=None, on_step=None) -> dict:
+    """Compare two time points of one patient. Each is a ``segment`` output folder, or a patient folder (DICOM or
+    NIfTI) that is segmented first; those segmentations are kept in ``output/baseline`` and ``output/followup``."""
+    import shutil
+    import tempfile
+
+    from .compare import write_comparison
+    from .io.staging import check_output_folder
+
+    output = Path(output)
+    check_output_folder(output)
+    paths = {"baseline": Path(baseline), "followup": Path(followup)}
+    for name, p in paths.items():
+        if not p.exists():
+            raise InputError(f"{name}: not found: {p}")
+    to_segment = {k: p for k, p in paths.items() if not (p / "report.json").is_file()}
+    output.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=".mmtumor-compare-", dir=output.parent))
+    try:
+        made = {}
+        for name, p in to_segment.items():
+            res = segment([p], work / name, weights=weights, options=options, on_patient=on_patient, on_step=on_step)
+            made[name] = Path(res["results"][0]["outputs"]["report"]).parent
+        src = {k: made.get(k, p) for k, p in paths.items()}
+        return write_comparison(src["baseline"], src["followup"], output, register=register, include=made)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def benchmark(data_dir: Path | str | None = None, weights: list[str] | None = None, methods: list[str] | None = None,
               output: Path | str = "mmtumor-benchmark", options=None, progress=None) -> dict:
     """The 15-subset report. With no data folder, held-out phantoms are generated (into ``output``/phantoms);

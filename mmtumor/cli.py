@@ -163,6 +163,11 @@ def _render_volumes(report: dict) -> None:
     if report.get("expected_dice"):
         e = report["expected_dice"]
         out.print("expected Dice for this subset (model card): " + ", ".join(f"{k} {e[k]:.2f}" for k in e))
+    if report.get("rano"):
+        r, les = report["rano"], report["lesions"]
+        out.print(f"lesions: {len(les['tumour']['lesions'])} tumour, {len(les['enhancing']['lesions'])} enhancing; "
+                  f"RANO: {r['measurable_lesions']} measurable, SPD of {len(r['targets'])} target(s) "
+                  f"{r['spd_mm2']:.0f} mm² (on the {escape(r['grid'])})", highlight=False)
     for k, pth in report["outputs"].items():
         out.print(f"  {k}: {escape(str(pth))}", highlight=False)
     shown = set(report["input"].get("warnings", []))  # input warnings were printed with the detections
@@ -225,6 +230,50 @@ def segment(
             err.print(f"[bold red]failed:[/] {escape(f['patient'])}: {escape(f['error'])}")
         err.print(f"[red]{len(result['failures'])} of {len(result['failures']) + len(result['results'])} patient(s) failed[/]")
         raise typer.Exit(1)
+
+
+@app.command()
+@user_errors
+def compare(
+    baseline: Path = typer.Argument(..., help="Earlier time point: a 'segment' output folder, or a patient folder to segment."),
+    followup: Path = typer.Argument(..., help="Later time point: a 'segment' output folder, or a patient folder to segment."),
+    output: Path = typer.Option(Path("mmtumor-compare"), "-o", "--output", help="Output folder."),
+    weights: Optional[str] = typer.Option(None, "--weights", help="Weights for patient folders that need segmenting."),
+    register: bool = typer.Option(True, "--register/--no-register", help="Rigidly align the two studies before "
+                                  "matching lesions (off: scanner coordinates)."),
+    device: str = typer.Option("auto", "-d", "--device", help="auto, cpu, cuda, cuda:N or mps (when segmenting)."),
+    quiet: bool = typer.Option(False, "-q", "--quiet", help="Only errors."),
+) -> None:
+    """Follow-up comparison: volume and bidimensional changes, new lesions, RANO 2.0 imaging categories."""
+    from . import api
+    from .infer.predictor import SegmentOptions
+
+    result = api.compare(baseline, followup, output, weights=weights, options=SegmentOptions(device=device),
+                         register=register, on_patient=None if quiet else _render_detections)
+    if quiet:
+        return
+    table = Table(title="Follow-up comparison (imaging measurements only)")
+    for col in ("", "baseline", "follow-up", "change", "change %"):
+        table.add_column(col, justify="right")
+    pct = (lambda v: "–" if v is None else f"{v:+.1f}")
+    for k, r in result["volumes"].items():
+        table.add_row(f"{k} mL", f"{r['baseline_ml']:.2f}", f"{r['followup_ml']:.2f}", f"{r['change_ml']:+.2f}",
+                      pct(r["change_percent"]))
+    s = result["spd"]
+    table.add_row("SPD mm²", f"{s['baseline_mm2']:.0f}", f"{s['followup_mm2']:.0f}", f"{s['change_mm2']:+.0f}",
+                  pct(s["change_percent"]))
+    out.print(table)
+    e = result["lesions"]["enhancing"]
+    out.print(f"new enhancing lesions: {len(e['new'])} ({len(e['new_measurable'])} measurable); resolved: "
+              f"{len(e['resolved'])}")
+    for kind in ("bidimensional", "volumetric"):
+        r = result["response"][kind]
+        out.print(f"RANO 2.0 imaging category ({kind}): [bold]{r['category']}[/] — {escape(r['why'])}")
+    err.print(f"[dim]{escape(result['response']['caveat'])}[/]")
+    for n in result["notes"]:
+        err.print(f"[yellow]warning:[/] {escape(n)}")
+    for k, pth in result["outputs"].items():
+        out.print(f"  {k}: {escape(str(pth))}", highlight=False)
 
 
 def _render_dicom(report: dict) -> None:

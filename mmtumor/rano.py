@@ -11,7 +11,9 @@ What is measured (Wen et al., "RANO 2.0", J Clin Oncol 41:5187-5199, 2023; Wen e
   A lesion's extent is taken edge to edge (from the outer edges of its voxels, as calipers are placed on the
   lesion's border), so a voxelised ellipse of axes 2a x 2b measures about 2a x 2b (tests/test_rano.py).
   The perpendicular diameter is the longest run of lesion inside one line perpendicular to the longest diameter
-  (a chord, not the lesion's width: a C-shaped lesion is not measured across its gap).
+  (a chord, not the lesion's width: a C-shaped lesion is not measured across its gap). A closed enhancing ring is
+  measured across the necrosis it encloses (outer margin to outer margin, holes filled on the slice), as
+  ring-enhancing glioblastoma is measured in practice; an open ring is not closed.
 * Measurable: both diameters at least 10 mm, and the lesion on at least two slices. When slices are more than 5 mm
   apart (slice thickness plus gap, taken from the voxel spacing), the minimum diameter is twice the slice spacing.
 * Target lesions: RANO 2.0 selects up to three measurable enhancing lesions, the largest first (by product of
@@ -164,7 +166,9 @@ def measure_lesion(mask: np.ndarray, affine: np.ndarray, number: int = 1) -> Mea
         if best is None or length > best[0] + 1e-9:
             best = (length, k, p, q)
     length, k, p, q = best
-    sl = np.take(mask, k, axis=axis)
+    from scipy.ndimage import binary_fill_holes
+
+    sl = binary_fill_holes(np.take(mask, k, axis=axis))  # a ring is measured across its necrotic centre
     perp, r, s = _perpendicular(sl, plane, p, q)
     spacing = slice_spacing(affine)
     need = min_diameter(spacing)

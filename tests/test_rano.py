@@ -104,3 +104,10 @@ def test_response_categories():
     assert response(1000, 0, 10, 0)["bidimensional"]["category"] == "CR"
     assert response(1000, 900, 10, 9, new_measurable_lesions=1)["volumetric"]["category"] == "PD"
     assert "clinical status" in response(1, 1, 1, 1)["caveat"]
+
+
+def test_closed_ring_is_measured_across_its_centre():
+    sp = (1.0, 1.0, 2.0)
+    ring = ellipsoid((100, 100, 21), sp, (20, 14, 10), 20.0) & ~ellipsoid((100, 100, 21), sp, (14, 9, 6), 20.0)
+    m = measure_lesion(ring, grid_affine(sp))
+    assert abs(m.longest_mm - 40) <= 1.5 and abs(m.perpendicular_mm - 28) <= 1.5

@@ -57,6 +57,19 @@ def test_nifti_folder_outputs_in_native_space(phantom_dir, tiny_weights, tmp_pat
     prob = nib.load(str(out / "probabilities.nii.gz"))
     assert prob.shape == (*ref.shape, 3)
     assert not list(out.glob(".tmp-*"))
+    # the clinician's outputs: lesion table, RANO measurements and their overlay on the T1c grid, the page
+    rows = (out / "lesions.csv").read_text().strip().splitlines()
+    n_lesions = len(report["lesions"]["tumour"]["lesions"]) + len(report["lesions"]["enhancing"]["lesions"])
+    assert len(rows) == 1 + n_lesions and rows[0].startswith("kind,lesion,voxels,WT_ml")
+    assert sum(les["volumes_ml"]["WT"] for les in report["lesions"]["tumour"]["lesions"]) + \
+        report["lesions"]["tumour"]["below_minimum"]["volume_ml"] == pytest.approx(vols["WT"], abs=1e-3)
+    assert report["rano"]["grid"] == "T1c native grid"
+    assert len(report["rano"]["measurements"]) == len(report["lesions"]["enhancing"]["lesions"])
+    lines = nib.load(str(out / "measurements.nii.gz"))
+    assert lines.shape == ref.shape and np.allclose(lines.affine, ref.affine)
+    assert set(np.unique(np.asarray(lines.dataobj))) <= {0, 1, 2}
+    assert (np.asarray(lines.dataobj) > 0).any() == bool(report["rano"]["measurements"])
+    assert report["outputs"]["report_html"].endswith("report.html") and (out / "report.html").is_file()
 
 
 @pytest.mark.parametrize("mods", [("flair",), ("t1ce", "flair"), ("t1", "t2", "flair")])
@@ -93,12 +106,22 @@ def test_dicom_input_and_dicom_seg(tmp_path, tiny_weights):
     assert any(not d["used"] for d in report["detections"])  # distractor series listed, not used
     seg = hd.seg.segread(str(tmp_path / "o" / "segmentation.dcm"))
     assert seg.Modality == "SEG" and len(seg.SegmentSequence) == 3
+    # one segment per compartment, each with SNOMED CT coded category and type
+    codes = [(s.SegmentedPropertyCategoryCodeSequence[0].CodingSchemeDesignator,
+              s.SegmentedPropertyTypeCodeSequence[0].CodeMeaning) for s in seg.SegmentSequence]
+    assert codes == [("SCT", "Necrosis"), ("SCT", "Edema"), ("SCT", "Neoplasm")]
+    # the reference series measured on (T1c) is kept beside the results, on the segmentation's grid
+    kept = nib.load(str(tmp_path / "o" / "reference_T1c.nii.gz"))
+    assert kept.shape == nib.load(str(tmp_path / "o" / "segmentation.nii.gz")).shape
     ref_uid = seg.ReferencedSeriesSequence[0].SeriesInstanceUID
     t1c_files = [f for f in (tmp_path / "study").rglob("*") if f.is_file()]
     uids = {pydicom.dcmread(f, stop_before_pixels=True).SeriesInstanceUID for f in t1c_files
             if "post" in str(getattr(pydicom.dcmread(f, stop_before_pixels=True), "SeriesDescription", "")).lower()
             or getattr(pydicom.dcmread(f, stop_before_pixels=True), "ContrastBolusAgent", "")}
     assert ref_uid in uids
+    src = next(pydicom.dcmread(f, stop_before_pixels=True) for f in t1c_files
+               if pydicom.dcmread(f, stop_before_pixels=True).SeriesInstanceUID == ref_uid)
+    assert seg.FrameOfReferenceUID == src.FrameOfReferenceUID  # the SEG sits in the source series' frame
 
 
 def test_batch_mode_continues_past_a_broken_case(phantom_dir, tiny_weights, tmp_path):
@@ -200,3 +223,35 @@ def test_real_case_end_to_end(tmp_path):
     assert report["preprocessing"]["brats_preprocessed"] is True
     assert report["volumes_ml"]["WT"] > 1.0  # the real tumour is large: something must be found
     assert (tmp_path / "o" / "preview.png").stat().st_size > 10_000
+    # the clinician's page and lesion table on a real case; BraTS space: the atlas origin is the grid centre
+    lesions = report["lesions"]["tumour"]["lesions"]
+    assert lesions and report["lesions"]["atlas"].startswith("SRI24")
+    centre_x = -(240 - 1) / 2  # x = -i in BraTS files: the centre column's world x
+    assert lesions[0]["centroid_atlas_mm"][0] == pytest.approx(lesions[0]["centroid_ras_mm"][0] - centre_x, abs=0.02)
+    assert lesions[0]["hemisphere"] == ("right" if lesions[0]["centroid_atlas_mm"][0] > 0 else "left")
+    assert report["rano"]["measurements"] and (tmp_path / "o" / "measurements.png").stat().st_size > 5_000
+    page = (tmp_path / "o" / "report.html").read_text()
+    assert "BraTS-GLI-00001-000" in page and "Sum of products" in page and page.count("data:image/png;base64,") == 2
+    assert (tmp_path / "o" / "lesions.csv").read_text().count("\n") == 1 + len(lesions) + len(report["rano"]["measurements"])
+
+
+def test_report_page_content_and_escaping(phantom_dir, tiny_weights, tmp_path):
+    """report.html checked without a browser: what report.json says, user text escaped, images embedded."""
+    import shutil
+
+    hostile = tmp_path / 'P<b>&"1'
+    shutil.copytree(phantom_dir / "Synth_00000", hostile)
+    r = runner.invoke(app, ["segment", str(hostile), "-o", str(tmp_path / "o"), "--weights", str(tiny_weights),
+                            "--device", "cpu", "--fast"])
+    assert r.exit_code == 0, r.output
+    report = json.loads((tmp_path / "o" / "report.json").read_text())
+    page = (tmp_path / "o" / "report.html").read_text()
+    assert page.startswith("<!DOCTYPE html>") and "P&lt;b&gt;&amp;&quot;1" in page and "P<b>" not in page
+    for k in ("NCR", "ED", "ET", "TC", "WT"):
+        assert f"{report['volumes_ml'][k]:.2f} mL" in page
+    assert report["weights"]["name"] in page and report["mmtumor_version"] in page
+    assert all(v in page for v in report["weights"]["sha256"].values())
+    assert "Expected Dice" in page and report["modality_subset"]["name"] in page
+    assert page.count("data:image/png;base64,") == 1 + bool(report["rano"]["measurements"])  # preview (+ calipers)
+    assert "src=\"http" not in page and "<script" not in page  # self-contained, nothing fetched or run
+    assert f"{len(report['lesions']['tumour']['lesions'])} tumour lesion(s)" in page

@@ -156,3 +156,47 @@ def segment_page(report: Mapping, images: Mapping[str, bytes | None]) -> str:
     return document(f"mmtumor report: {report['patient']}",
                     f"Brain tumour segmentation, {subset['name']} — all figures are the model's, not a reader's.",
                     sections)
+
+
+def compare_page(result: Mapping, figure: bytes | None) -> str:
+    """The page for one ``compare`` run (two time points of one patient)."""
+    vol = result["volumes"]
+    spd = result["spd"]
+    resp = result["response"]
+    pct = (lambda v: "–" if v is None else f"{v:+.1f} %")
+    vrows = [(k, f"{r['baseline_ml']:.2f}", f"{r['followup_ml']:.2f}", f"{r['change_ml']:+.2f}", pct(r["change_percent"]))
+             for k, r in vol.items()]
+    vrows.append(("SPD (mm²)", f"{spd['baseline_mm2']:.1f}", f"{spd['followup_mm2']:.1f}", f"{spd['change_mm2']:+.1f}",
+                  pct(spd["change_percent"])))
+    lt, le = result["lesions"]["tumour"], result["lesions"]["enhancing"]
+    lesion_rows = [("tumour", len(lt["matches"]), ", ".join(map(str, lt["new"])) or "none",
+                    ", ".join(map(str, lt["resolved"])) or "none"),
+                   ("enhancing", len(le["matches"]), ", ".join(map(str, le["new"])) or "none",
+                    ", ".join(map(str, le["resolved"])) or "none")]
+    cats = "".join(f"<p><span class=\"cat\">{esc(kind)}: {esc(resp[kind]['category'])}</span> — {esc(resp[kind]['why'])}</p>"
+                   for kind in ("bidimensional", "volumetric"))
+    al = result["alignment"]
+    b, f = result["baseline"], result["followup"]
+    meas_b = result["baseline_measurements"]
+    meas_f = result["followup_measurements"]
+    sections = [
+        ("Time points", table(["", "folder", "patient", "measured on"],
+                              [("baseline", b["folder"], b["patient"], meas_b["rano"]["grid"]),
+                               ("follow-up", f["folder"], f["patient"], meas_f["rano"]["grid"])])
+         + f"<p>Alignment: {esc(al['method'])}"
+         + (f", rotation {esc(al.get('rotation_deg'))}°, translation {esc(al.get('translation_mm'))} mm"
+            if al.get("rotation_deg") is not None else "") + ".</p>"),
+        ("Imaging measurement category (RANO 2.0 thresholds)", cats + f"<p class=\"caveat\">{esc(resp['caveat'])}</p>"
+         + f"<p class=\"note\">{esc(resp['rules'])}</p>"),
+        ("Volumes and bidimensional burden", table(["", "baseline", "follow-up", "change", "change %"], vrows,
+                                                   [False, True, True, True, True])),
+        ("Lesions", table(["kind", "matched follow-up lesions", "new (follow-up numbers)", "resolved (baseline numbers)"],
+                          lesion_rows)
+         + f"<p>New measurable enhancing lesions: {esc(', '.join(map(str, le['new_measurable'])) or 'none')}.</p>"
+         + "<h3>Baseline</h3>" + lesions_html(meas_b["lesions"], meas_b["rano"])
+         + "<h3>Follow-up</h3>" + lesions_html(meas_f["lesions"], meas_f["rano"])),
+        ("Both time points", image(figure, "baseline and follow-up")),
+        ("Notes", warnings_html(result.get("notes") or [])),
+    ]
+    return document(f"mmtumor follow-up comparison: {f['patient']}",
+                    "Changes between two segment results of one patient — imaging measurements only.", sections)

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
+from ..io.atomic import write_bytes_atomic
 from ..io.nifti import read_nifti
 from ..labels import parse_scheme
 from ..modalities import MODALITIES, subset_from_modalities
@@ -128,6 +129,9 @@ class Predictor:
             raise InputError(f"internal error: native result {native.shape} differs from the reference {ref.data.shape}")
         with clock("write"):
             outputs, volumes = self._write_results(out_dir, native, pred, pre, ref.affine, opts)
+        if patient.source == "dicom":  # the converted series lives in a temporary folder: keep the one measured on
+            outputs["reference_image"] = str(write_bytes_atomic(out_dir / f"reference_{pre.reference.value}.nii.gz",
+                                                                _gz_bytes(patient.images[pre.reference])))
         with clock("lesions"):
             lesions, rano, outputs_clinical = self._write_clinical(out_dir, native, pre, ref)
             outputs.update(outputs_clinical)
@@ -245,6 +249,14 @@ class _Clock:
         self.timings[name] = round(time.perf_counter() - t0, 3)
         if self.progress:
             self.progress(name)
+
+
+def _gz_bytes(path: Path | str) -> bytes:
+    """A NIfTI file's bytes, gzip-compressed if it is not already."""
+    import gzip
+
+    data = Path(path).read_bytes()
+    return data if data[:2] == b"\x1f\x8b" else gzip.compress(data, compresslevel=6)
 
 
 def _version() -> str:
