@@ -29,7 +29,7 @@ def main(out: str = "demo-output", seed: int = 2026) -> int:
     from rich.console import Console
 
     from . import api
-    from .cli import _render_detections, _render_volumes
+    from .views import render_detections, render_volumes
     from .errors import MmtumorError
     from .synth import generate_case
     from .synth.dicom import write_study
@@ -45,12 +45,12 @@ def main(out: str = "demo-output", seed: int = 2026) -> int:
     console.print(f"    done in {time.perf_counter() - t0:.1f} s")
     console.print("[bold]2/2[/] mmtumor segment " + str(study) + " -o " + str(root / "result"))
     try:
-        result = api.segment([study], root / "result", on_patient=_render_detections)
+        result = api.segment([study], root / "result", on_patient=render_detections)
     except MmtumorError as exc:
         console.print(f"[bold red]error:[/] {exc}")
         return 1
     report = result["results"][0]
-    _render_volumes(report)
+    render_volumes(report)
     # the phantom's truth is known: show how the bundled model did on this synthetic patient
     console.print("Dice against the phantom's ground truth: " + ", ".join(
         f"{k} {v:.2f}" for k, v in dice_against_truth(report["outputs"]["segmentation"], case.label, case.affine).items()))

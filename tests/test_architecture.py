@@ -19,6 +19,10 @@ FORBIDDEN = {
     "postprocess": {"infer", "train", "benchmark", "api", "cli", "metrics"},
     "metrics": {"infer", "train", "benchmark", "api", "cli", "postprocess"},
     "voxels": {"io", "preprocess", "infer", "train", "benchmark", "api", "cli"},
+    # the measurements are pure functions on label maps: no files, no models, no pipeline
+    "lesions": {"io", "preprocess", "infer", "train", "benchmark", "compare", "api", "cli", "weights", "models"},
+    "rano": {"io", "preprocess", "infer", "train", "benchmark", "compare", "api", "cli", "weights", "models"},
+    "compare": {"train", "benchmark", "api", "cli"},
 }
 
 

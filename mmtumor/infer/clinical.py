@@ -22,9 +22,10 @@ from ..rano import measure
 LINE_VALUES = {"longest": 1, "perpendicular": 2}
 
 
-def atlas_frame(pre) -> AtlasFrame:
-    """Where the lesions sit: MNI152 when the case was registered to the atlas, the SRI24 grid centre for
-    BraTS-preprocessed input (already in SRI24 space, midline at the grid centre), else no atlas."""
+def atlas_frame(pre, image: np.ndarray | None = None) -> AtlasFrame:
+    """Where the lesions sit: MNI152 when brain extraction registered the atlas; the SRI24 grid centre for
+    BraTS-preprocessed input (already in SRI24 space, midline at the grid centre); otherwise (skull-stripped input)
+    the atlas registered to ``image`` (the reference series) here, a few seconds; no atlas when that fails."""
     to_working = np.linalg.inv(pre.affine)
     if pre.to_mni is not None:
         return AtlasFrame("MNI152 (affine registration of the reference series)", np.asarray(pre.to_mni), to_working)
@@ -33,6 +34,15 @@ def atlas_frame(pre) -> AtlasFrame:
         shift = np.eye(4)
         shift[:3, 3] = -centre[:3]
         return AtlasFrame("SRI24 (BraTS-preprocessed input; origin at the grid centre)", shift, to_working)
+    if image is not None:
+        from ..preprocess.spatial import register_to_mni
+
+        try:
+            to_mni, _ = register_to_mni(image, pre.native_affine)
+            return AtlasFrame("MNI152 (affine registration of the reference series, for lesion positions only)",
+                              to_mni, to_working)
+        except RuntimeError:  # SimpleITK failures: positions stay in scanner coordinates
+            pass
     return AtlasFrame(None, None, to_working)
 
 

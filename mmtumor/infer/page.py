@@ -163,7 +163,9 @@ def compare_page(result: Mapping, figure: bytes | None) -> str:
     vol = result["volumes"]
     spd = result["spd"]
     resp = result["response"]
-    pct = (lambda v: "–" if v is None else f"{v:+.1f} %")
+    def pct(v):
+        return "–" if v is None else f"{v:+.1f} %"
+
     vrows = [(k, f"{r['baseline_ml']:.2f}", f"{r['followup_ml']:.2f}", f"{r['change_ml']:+.2f}", pct(r["change_percent"]))
              for k, r in vol.items()]
     vrows.append(("SPD (mm²)", f"{spd['baseline_mm2']:.1f}", f"{spd['followup_mm2']:.1f}", f"{spd['change_mm2']:+.1f}",

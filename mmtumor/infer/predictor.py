@@ -152,9 +152,10 @@ class Predictor:
         """Lesion table and RANO measurements on the reference's native grid (the T1c's when present)."""
         from .clinical import atlas_frame, measure_case, write_lesions_csv, write_measurement_overlays
 
-        lesions, rano, _ = measure_case(native, ref.affine, pre.reference, atlas_frame(pre))
+        image = np.asarray(ref.data, np.float32)
+        lesions, rano, _ = measure_case(native, ref.affine, pre.reference, atlas_frame(pre, image))
         outputs = {"lesions_csv": str(write_lesions_csv(out_dir, lesions, rano))}
-        outputs.update(write_measurement_overlays(out_dir, np.asarray(ref.data, np.float32), native, ref.affine, rano,
+        outputs.update(write_measurement_overlays(out_dir, image, native, ref.affine, rano,
                                                   title=f"RANO measurements on the {rano['grid']}"))
         return lesions, rano, outputs
 

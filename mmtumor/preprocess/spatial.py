@@ -535,6 +535,25 @@ def atlas_brain_mask(ref_fixed, grid, settings: RegistrationSettings,
 
     Returns (mask on ``grid`` as bool array, 4x4 RAS transform reference->MNI, metric).
     """
+    final, metric = _atlas_transform(ref_fixed, settings, head_shell)
+    (_, _), (msk, msk_aff) = _load_atlas(head_shell)
+    mask_img = _to_sitk(msk.astype(np.float32), msk_aff)
+    warped = _resample(mask_img, grid, final, "linear") >= 0.5
+    return largest_component(warped), _transform_to_ras(final), metric
+
+
+def register_to_mni(data: np.ndarray, affine: np.ndarray, head_shell: bool = False,
+                    settings: RegistrationSettings | None = None) -> tuple[np.ndarray, float]:
+    """The brain extraction's atlas registration on its own: (4x4 RAS transform image world -> MNI152 mm, metric).
+    Used to place lesions (hemisphere, midline) when brain extraction did not run (skull-stripped input)."""
+    settings = settings or RegistrationSettings()
+    fixed = _downsampled_reference(_to_sitk(data, affine), settings.spacing)
+    final, metric = _atlas_transform(fixed, settings, head_shell)
+    return _transform_to_ras(final), metric
+
+
+def _atlas_transform(ref_fixed, settings: RegistrationSettings, head_shell: bool):
+    """Similarity then (atlas_dof 12) affine registration of the MNI152 template to ``ref_fixed``."""
     import SimpleITK as sitk
 
     (tpl, tpl_aff), (msk, msk_aff) = _load_atlas(head_shell)
@@ -562,9 +581,7 @@ def atlas_brain_mask(ref_fixed, grid, settings: RegistrationSettings,
         reg2.Execute(ref_fixed, moving)
         metric = float(reg2.GetMetricValue())
         final = aff
-    mask_img = _to_sitk(msk.astype(np.float32), msk_aff)
-    warped = _resample(mask_img, grid, final, "linear") >= 0.5
-    return largest_component(warped), _transform_to_ras(final), metric
+    return final, metric
 
 
 def _head_mask(data: np.ndarray, affine: np.ndarray) -> np.ndarray:
