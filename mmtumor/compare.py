@@ -109,7 +109,7 @@ def compare_time_points(base: TimePoint, follow: TimePoint, register: bool = Tru
     transform = np.eye(4)
     alignment = {"method": "none: scanner coordinates", "metric": None}
     if register and base.image is not None and follow.image is not None:
-        from .preprocess.spatial import register_studies, rigid_parameters
+        from .preprocess.registration import register_studies, rigid_parameters
 
         transform, metric, init = register_studies(follow.image, follow.affine, base.image, base.affine)
         angle, shift = rigid_parameters(transform)
