@@ -169,7 +169,7 @@ def segment(
         for f in result["failures"]:
             err.print(f"[bold red]failed:[/] {escape(f['patient'])}: {escape(f['error'])}")
         err.print(f"[red]{len(result['failures'])} of {len(result['failures']) + len(result['results'])} patient(s) failed[/]")
-        raise typer.Exit(1)
+        raise typer.Exit(batch_exit_code(len(result["failures"])))
 
 
 @app.command()
@@ -476,6 +476,15 @@ def weights_push(
 
     url = api.weights_push(folder, repo_id, revision, message, private)
     out.print(f"pushed: {escape(str(url))}", highlight=False)
+
+
+#: a batch with failures exits with 10 + the number of failed patients (at most 110): distinct from 1 (one bad
+#: input), 2 (usage) and 130 (interrupted), and a script reads the count from ``$?`` without parsing the output
+BATCH_EXIT_BASE, BATCH_EXIT_MAX = 10, 110
+
+
+def batch_exit_code(n_failed: int) -> int:
+    return min(BATCH_EXIT_BASE + n_failed, BATCH_EXIT_MAX)
 
 
 def main() -> None:

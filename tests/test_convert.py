@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pydicom
+import pytest
 
 from mmtumor.convert import convert_study
 from mmtumor.io.dicom import ENHANCED_MR
@@ -78,3 +79,44 @@ def test_4d_enhanced_multiframe_series_are_refused_not_misordered(tmp_path):
     report = convert_study(tmp_path / "multi", tmp_path / "out", all_series=True)
     assert report["written_all"] == [] and not list((tmp_path / "out").glob("*.nii.gz"))
     assert any("4D enhanced multi-frame" in e for e in report["errors"])
+
+
+def _corrupt_frame(path, how: str) -> None:
+    """Damage the JPEG 2000 codestream of one file the way broken transfers and disks do."""
+    from pydicom.encaps import encapsulate, generate_frames
+
+    ds = pydicom.dcmread(path)
+    frame = bytearray(next(generate_frames(ds.PixelData, number_of_frames=1)))
+    n = len(frame)
+    if how == "truncated":
+        frame = frame[: int(0.6 * n)]
+    elif how == "tail overwritten":
+        frame[int(0.7 * n):] = b"\x00" * (n - int(0.7 * n))
+    elif how == "marker in packet data":
+        frame[n // 2:n // 2 + 2] = b"\xff\x97"
+    elif how == "tile-part length":
+        sot = frame.find(b"\xff\x90")
+        frame[sot + 6:sot + 10] = (n * 2).to_bytes(4, "big")
+    ds.PixelData = encapsulate([bytes(frame)])
+    ds.save_as(path)
+
+
+@pytest.mark.parametrize("how", ["truncated", "tail overwritten", "marker in packet data", "tile-part length"])
+def test_a_corrupt_jpeg2000_frame_refuses_its_series(tmp_path, how):
+    """OpenJPEG decodes damaged codestreams to garbage without a word: the structural check refuses the series."""
+    from mmtumor.io.dicom import _frames
+    from mmtumor.errors import ReadError
+
+    vols = {m: _volume(i) for i, m in enumerate(Modality)}
+    recs = write_study(vols, tmp_path / "study", seed=4, vendor="siemens", distractors=False,
+                       transfer_syntax="1.2.840.10008.1.2.4.90")
+    t1c = next(r for r in recs if r.modality is Modality.T1C)
+    intact, _ = _frames(t1c.files[5])  # the intact stream decodes
+    assert intact.shape[0] == 1
+    _corrupt_frame(t1c.files[5], how)
+    with pytest.raises(ReadError, match="JPEG 2000"):
+        _frames(t1c.files[5])
+    report = convert_study(tmp_path / "study", tmp_path / "out")
+    assert "T1c" not in report["written"] and {"T1", "T2", "FLAIR"} <= set(report["written"])
+    said = [e for e in report["errors"] if "(T1c)" in e]
+    assert len(said) == 1 and "corrupt JPEG 2000" in said[0] and "going on without T1c" in said[0]

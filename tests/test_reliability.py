@@ -132,7 +132,7 @@ def test_one_bad_patient_never_ends_a_batch(case, tiny_weights, tmp_path):
     shutil.copytree(case, root / "d_good")
     r = runner.invoke(app, ["segment", "--batch", str(root), "-o", str(tmp_path / "out"), "--weights", str(tiny_weights),
                             "--device", "cpu", "--fast", "--no-preview", "-q"])
-    assert r.exit_code == 1 and "Traceback" not in r.output and "2 of 4 patient(s) failed" in " ".join(r.output.split())
+    assert r.exit_code == 12 and "Traceback" not in r.output and "2 of 4 patient(s) failed" in " ".join(r.output.split())
     assert (tmp_path / "out" / "a_good" / "segmentation.nii.gz").exists()
     assert (tmp_path / "out" / "d_good" / "segmentation.nii.gz").exists()  # after the failures: still run
     assert "RGB" in r.output and "too small" in r.output
@@ -340,3 +340,53 @@ def test_weights_refusals_are_plain(tmp_path, case, tiny_weights):
     r = runner.invoke(app, ["weights", "export", str(tmp_path / "pickled.pt"), "-o", str(tmp_path / "w")])
     assert r.exit_code == 1 and "pickled Python objects" in r.output and "weights_only=False" not in r.output
     assert _one_red_line(r)
+
+
+# ----------------------------------------------------------------------------- real small and read-only disks
+@pytest.fixture
+def tmpfs(tmp_path):
+    """Mount a tmpfs of a given size (read-only if asked) under tmp_path; skipped where mounting is not allowed."""
+    import subprocess
+
+    mounted = []
+
+    def mount(size_kb: int, read_only: bool = False) -> Path:
+        point = tmp_path / f"disk{len(mounted)}"
+        point.mkdir()
+        opts = f"size={size_kb}k" + (",ro" if read_only else "")
+        r = subprocess.run(["mount", "-t", "tmpfs", "-o", opts, "tmpfs", str(point)], capture_output=True)
+        if r.returncode != 0:
+            pytest.skip("cannot mount a tmpfs here (needs root and CAP_SYS_ADMIN)")
+        mounted.append(point)
+        return point
+
+    yield mount
+    for point in mounted:
+        subprocess.run(["umount", str(point)], capture_output=True)
+
+
+def test_read_only_mount_is_refused_before_any_work(case, tiny_weights, tmpfs):
+    disk = tmpfs(256, read_only=True)
+    r = _seg([case, "-o", disk / "out"], tiny_weights)
+    assert r.exit_code == 1 and "cannot be written" in r.output and _one_red_line(r)
+    assert list(disk.iterdir()) == []
+
+
+def test_nearly_full_disk_is_refused_before_any_work(case, tiny_weights, tmpfs):
+    disk = tmpfs(256)
+    r = _seg([case, "-o", disk / "out"], tiny_weights)
+    assert r.exit_code == 1 and "not enough free space" in r.output and _one_red_line(r)
+    assert list(disk.iterdir()) == []
+
+
+def test_disk_filling_up_while_writing_leaves_nothing(case, tiny_weights, tmpfs, monkeypatch):
+    """The free-space estimate defeated on purpose: the writes themselves hit ENOSPC half-way through the outputs."""
+    import mmtumor.infer.predictor as predictor
+    import mmtumor.io.staging as staging
+
+    monkeypatch.setattr(staging, "FREE_SPACE_MARGIN", 0)
+    monkeypatch.setattr(predictor, "expected_output_bytes", lambda patient: 0)
+    disk = tmpfs(96)
+    r = _seg([case, "-o", disk / "out"], tiny_weights)
+    assert r.exit_code == 1 and _one_red_line(r) and "space" in r.output.lower()
+    assert list(disk.iterdir()) == []  # the staging folder went with the failure: nothing half-written

@@ -133,7 +133,7 @@ def test_batch_mode_continues_past_a_broken_case(phantom_dir, tiny_weights, tmp_
     (root / "broken" / "x_flair.nii.gz").write_bytes(b"garbage")
     r = runner.invoke(app, ["segment", "--batch", str(root), "-o", str(tmp_path / "o"), "--weights", str(tiny_weights),
                             "--device", "cpu", "--fast", "--no-preview"])
-    assert r.exit_code == 1
+    assert r.exit_code == 11  # 10 + one failed patient
     assert (tmp_path / "o" / "good" / "segmentation.nii.gz").exists()
     assert "broken" in r.output and "1 of 2 patient(s) failed" in r.output
     assert not (tmp_path / "o" / "broken" / "segmentation.nii.gz").exists()

@@ -583,6 +583,8 @@ def _frames(path: Path) -> tuple[np.ndarray, object]:
             count = n * int(ds.Rows) * int(ds.Columns)
             arr = np.frombuffer(ds.PixelData, dtype=dt, count=count).reshape(n, int(ds.Rows), int(ds.Columns))
         else:
+            if ts in _JPEG2000_SYNTAXES:  # OpenJPEG decodes a damaged stream to garbage without a word: check first
+                _check_jpeg2000(ds, n)
             try:
                 with warnings.catch_warnings():
                     # a decoder that only warns (a corrupt JPEG 2000 codestream, a short frame) has returned garbage
@@ -594,6 +596,24 @@ def _frames(path: Path) -> tuple[np.ndarray, object]:
     except Exception as exc:
         raise ReadError(f"cannot decode pixel data of {path.name}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from None
     return arr, ds
+
+
+#: JPEG 2000 (lossless, lossy) and HTJ2K (lossless, RPCL, lossy) transfer syntaxes
+_JPEG2000_SYNTAXES = {"1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.91", "1.2.840.10008.1.2.4.201",
+                      "1.2.840.10008.1.2.4.202", "1.2.840.10008.1.2.4.203"}
+
+
+def _check_jpeg2000(ds, n_frames: int) -> None:
+    """Every frame's codestream structurally intact (``io.jpeg2000``), else a ``ValueError`` naming the frame."""
+    from pydicom.encaps import generate_frames
+
+    from .jpeg2000 import check_codestream
+
+    for k, frame in enumerate(generate_frames(ds.PixelData, number_of_frames=n_frames)):
+        try:
+            check_codestream(frame)
+        except ValueError as exc:
+            raise ValueError(f"corrupt JPEG 2000 codestream in frame {k + 1}: {exc}") from None
 
 
 def _frames_gdcm(path: Path, ds, first_error: Exception) -> np.ndarray:
