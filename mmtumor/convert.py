@@ -9,7 +9,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .errors import GeometryError, InputError, ReadError
-from .io.dicom import ENHANCED_MR, DicomSeries, Discovery, discover_series, write_series_nifti
+from .io.dicom import ENHANCED_MR, DicomSeries, Discovery, discover_series
+from .io.dicom_pixels import write_series_nifti
 
 
 def _row(series: DicomSeries, det) -> dict:

@@ -16,10 +16,8 @@ import io
 import json
 import math
 import os
-from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timezone
-from itertools import combinations
 from pathlib import Path
 from typing import Any
 
@@ -29,16 +27,13 @@ from .errors import InputError
 from .io.atomic import write_bytes_atomic
 from .metrics import HD95_BOTH_EMPTY, HD95_ONE_EMPTY, HIGHER_IS_BETTER, METRIC_NAMES, aggregate
 from .modalities import MODALITIES, SUBSETS, subset_from_code
+from .report_figures import dice_vs_modalities_png, heatmap_png
+from .report_reference import A2FSEG_PAPER_TABLE1, load_reference_csv, paper_reference  # noqa: F401
+from .report_stats import ABLATION_PAIR, ablation, paired_tests, speed_table  # noqa: F401 - part of the report API
 
 PRESENT, MISSING = "●", "○"
 REGION_ORDER = ("WT", "TC", "ET")
-ABLATION_PAIR = ("a2fseg-avg", "a2fseg")
 
-#: Published A2FSeg Table 1 (BraTS 2020, Dice in %), as {method: {subset_code: {"WT","TC","ET"}}}.
-#: Deliberately EMPTY: the exact published per-subset numbers were not available to us when this was
-#: written, and invented or remembered-approximately numbers must never appear as "published". Fill it
-#: from the paper (Wang et al., MICCAI 2023, Table 1) with codes in our T1,T1c,T2,FLAIR bit order.
-A2FSEG_PAPER_TABLE1: dict[str, dict[str, dict[str, float]]] = {}
 
 CONVENTIONS = (
     "Dice = 1 when prediction and reference are both empty; HD95 (mm, voxel spacing applied) = "
@@ -270,263 +265,6 @@ def _clean(obj: Any) -> Any:
     if isinstance(obj, Path):
         return str(obj)
     return obj
-
-
-# ----------------------------------------------------------------------------- statistics
-
-def _holm(pvalues: Sequence[float]) -> list[float]:
-    """Holm-Bonferroni adjusted p-values (same order as given)."""
-    order = np.argsort(pvalues)
-    m = len(pvalues)
-    adj = np.empty(m)
-    running = 0.0
-    for rank, idx in enumerate(order):
-        running = max(running, min(1.0, (m - rank) * pvalues[idx]))
-        adj[idx] = running
-    return adj.tolist()
-
-
-def paired_tests(records: Iterable[Mapping], metric: str = "dice", alpha: float = 0.05,
-                 methods: Sequence[str] | None = None) -> list[dict]:
-    """Paired per-case differences between every pair of methods per subset and region (Wilcoxon signed-rank).
-
-    Pairs are matched on case_id. Zero differences are dropped (Wilcoxon's original treatment); all-zero
-    differences give p = 1 ('identical'). With fewer than 6 non-zero differences the two-sided exact test
-    cannot reach p < 0.05, which the note says. ``flag`` is ``p < alpha`` per comparison (uncorrected, as
-    papers usually report); ``p_holm`` is Holm-adjusted over all tests returned and ``flag_holm`` is
-    ``p_holm < alpha`` (with 15 subsets x 3 regions x pairs, some uncorrected flags are expected by chance).
-    ``better`` names the method with the better median difference (direction-aware: lower HD95 is better).
-    """
-    from scipy.stats import wilcoxon
-
-    by_key: dict[tuple[str, str], dict[str, dict[str, float]]] = defaultdict(lambda: defaultdict(dict))
-    all_methods: list[str] = []
-    for rec in records:
-        v = rec.get(metric)
-        if v is None or (isinstance(v, float) and math.isnan(v)):
-            continue
-        by_key[(str(rec["subset_code"]), str(rec["region"]))][str(rec["method"])][str(rec["case_id"])] = float(v)
-        all_methods.append(str(rec["method"]))
-    methods = list(methods) if methods is not None else list(dict.fromkeys(all_methods))
-    order = {s.code: i for i, s in enumerate(SUBSETS)}
-    out = []
-    def sort_key(k: tuple[str, str]) -> tuple:
-        return order.get(k[0], 99), REGION_ORDER.index(k[1]) if k[1] in REGION_ORDER else 99, k[1]
-
-    for (code, region) in sorted(by_key, key=sort_key):
-        per_method = by_key[(code, region)]
-        for a, b in combinations([m for m in methods if m in per_method], 2):
-            cases = sorted(set(per_method[a]) & set(per_method[b]))
-            if not cases:
-                continue
-            diffs = np.array([per_method[a][c] - per_method[b][c] for c in cases])
-            nonzero = int(np.count_nonzero(diffs))
-            note = ""
-            if nonzero == 0:
-                p, stat, note = 1.0, 0.0, "identical"
-            else:
-                try:
-                    res = wilcoxon(diffs, zero_method="wilcox", alternative="two-sided")
-                    p, stat = float(res.pvalue), float(res.statistic)
-                except ValueError as exc:
-                    p, stat, note = float("nan"), float("nan"), f"test not possible: {exc}"
-                if nonzero < 6:
-                    note = (note + "; " if note else "") + f"only {nonzero} non-zero differences: p cannot reach 0.05"
-            med = float(np.median(diffs))
-            higher = HIGHER_IS_BETTER.get(metric, True)
-            better = "" if med == 0 else (a if (med > 0) == higher else b)
-            out.append({"subset_code": code, "subset_name": subset_from_code(code).name, "region": region, "metric": metric,
-                        "method_a": a, "method_b": b, "n": len(cases), "n_nonzero": nonzero,
-                        "mean_diff": float(diffs.mean()), "median_diff": med, "statistic": stat, "p": p,
-                        "better": better, "note": note})
-    valid = [i for i, t in enumerate(out) if not math.isnan(t["p"])]
-    adjusted = _holm([out[i]["p"] for i in valid]) if valid else []
-    for t in out:
-        t["flag"] = bool(not math.isnan(t["p"]) and t["p"] < alpha)
-        t["p_holm"], t["flag_holm"] = float("nan"), False
-    for i, pa in zip(valid, adjusted, strict=True):
-        out[i]["p_holm"] = pa
-        out[i]["flag_holm"] = bool(pa < alpha)
-    return out
-
-
-def ablation(agg: Mapping, metric: str = "dice", pair: tuple[str, str] = ABLATION_PAIR) -> dict | None:
-    """A2FSeg Table-2 style ablation: average fusion only vs average + adaptive fusion, mean over subsets.
-
-    Returns None unless both methods are present. Values are each method's mean over subsets per region,
-    the mean of the three regions, and the difference (full - average-only).
-    """
-    overall = agg["overall"]
-    if not all(m in overall for m in pair):
-        return None
-    rows = []
-    for m in pair:
-        vals = {r: overall[m].get(r, {}).get(metric, {}).get("mean") for r in REGION_ORDER}
-        known = [v for v in vals.values() if v is not None]
-        vals["avg"] = float(np.mean(known)) if len(known) == len(REGION_ORDER) else None
-        n_sub = {overall[m].get(r, {}).get(metric, {}).get("n_subsets") for r in REGION_ORDER}
-        rows.append({"method": m, "values": vals, "n_subsets": max((n for n in n_sub if n), default=0)})
-    delta = {k: (rows[1]["values"][k] - rows[0]["values"][k]
-                 if rows[0]["values"][k] is not None and rows[1]["values"][k] is not None else None)
-             for k in (*REGION_ORDER, "avg")}
-    return {"metric": metric, "rows": rows, "delta": delta,
-            "label": {pair[0]: "average fusion only", pair[1]: "average + adaptive fusion (A2FSeg)"}}
-
-
-def speed_table(speed_records: Iterable[Mapping]) -> list[dict]:
-    """Latency (median/min/max over cases, s), throughput (cases/min) and peak memory per method and n_present.
-
-    A speed record is ``{method, n_present, latency_s: [seconds per case, after warm-up], peak_gpu_mb?,
-    peak_cpu_mb?, device?}``; several records of one (method, n_present) are pooled.
-    """
-    groups: dict[tuple[str, int], dict[str, Any]] = {}
-    for rec in speed_records:
-        try:
-            key = (str(rec["method"]), int(rec["n_present"]))
-            lat = [float(x) for x in rec["latency_s"]]
-        except (KeyError, TypeError, ValueError) as exc:
-            raise InputError(f"speed record needs method, n_present and a list latency_s ({exc})") from None
-        if any(x < 0 or not math.isfinite(x) for x in lat):
-            raise InputError(f"speed record for {key[0]} has negative or invalid latencies")
-        g = groups.setdefault(key, {"lat": [], "gpu": [], "cpu": [], "device": set()})
-        g["lat"] += lat
-        for src, dst in (("peak_gpu_mb", "gpu"), ("peak_cpu_mb", "cpu")):
-            if rec.get(src) is not None:
-                g[dst].append(float(rec[src]))
-        if rec.get("device"):
-            g["device"].add(str(rec["device"]))
-    out = []
-    for (method, n_present), g in sorted(groups.items()):
-        lat = np.asarray(g["lat"])
-        total = float(lat.sum())
-        out.append({"method": method, "n_present": n_present, "n_cases": int(lat.size),
-                    "median_s": float(np.median(lat)) if lat.size else None,
-                    "min_s": float(lat.min()) if lat.size else None, "max_s": float(lat.max()) if lat.size else None,
-                    "throughput_per_min": 60.0 * lat.size / total if total > 0 else None,
-                    "peak_gpu_mb": max(g["gpu"]) if g["gpu"] else None, "peak_cpu_mb": max(g["cpu"]) if g["cpu"] else None,
-                    "device": ", ".join(sorted(g["device"]))})
-    return out
-
-
-def load_reference_csv(path: str | os.PathLike) -> dict[str, dict[str, dict[str, float]]]:
-    """Published per-subset Dice from a CSV (header ``method,subset,region,dice``; Dice in %, e.g. 89.5).
-
-    ``subset`` is a 4-bit code (T1,T1c,T2,FLAIR) or a name like ``T1c+FLAIR``; ``region`` is WT, TC or ET.
-    This is how a user puts a paper's Table 1 (e.g. A2FSeg's, which we do not bundle) beside our numbers.
-    """
-    from .modalities import parse_subsets
-
-    p = Path(path)
-    if not p.is_file():
-        raise InputError(f"reference table not found: {p}")
-    try:
-        rows = list(csv.DictReader(p.read_text(encoding="utf-8-sig").splitlines()))
-    except (UnicodeDecodeError, csv.Error) as exc:
-        raise InputError(f"reference table {p.name} is not a readable CSV: {exc}") from None
-    need = {"method", "subset", "region", "dice"}
-    header = {h.strip().lower() for h in (rows[0].keys() if rows else [])}
-    if not rows or not need <= header:
-        raise InputError(f"reference table {p.name} needs a header with columns method,subset,region,dice and at least one row")
-    out: dict[str, dict[str, dict[str, float]]] = {}
-    for line, raw in enumerate(rows, start=2):
-        row = {(k or "").strip().lower(): (v or "").strip() for k, v in raw.items()}
-        where = f"reference table {p.name}, line {line}"
-        if not row["method"]:
-            raise InputError(f"{where}: empty method")
-        subsets = parse_subsets(row["subset"]) if row["subset"] else []
-        if len(subsets) != 1:
-            raise InputError(f"{where}: subset must be one 4-bit code or name, got '{row['subset']}'")
-        region = row["region"].upper()
-        if region not in REGION_ORDER:
-            raise InputError(f"{where}: region must be one of {', '.join(REGION_ORDER)}, got '{row['region']}'")
-        try:
-            value = float(row["dice"])
-        except ValueError:
-            raise InputError(f"{where}: Dice '{row['dice']}' is not a number") from None
-        if not 0.0 <= value <= 100.0 or math.isnan(value):
-            raise InputError(f"{where}: Dice {value} is outside 0-100 (give it in %)")
-        cell = out.setdefault(row["method"], {}).setdefault(subsets[0].code, {})
-        if region in cell:
-            raise InputError(f"{where}: duplicate entry for {row['method']} {subsets[0].code} {region}")
-        cell[region] = value
-    return out
-
-
-def paper_reference(dataset: str | None, table: Mapping | None = None) -> tuple[str, dict]:
-    """Where the published A2FSeg numbers go: ('columns', data) on BraTS 2020, ('separate', data) otherwise,
-    ('none', {}) when the structure is empty (see :data:`A2FSEG_PAPER_TABLE1`)."""
-    data = dict(A2FSEG_PAPER_TABLE1 if table is None else table)
-    if not data:
-        return "none", {}
-    ds = (dataset or "").lower().replace(" ", "").replace("_", "")
-    return ("columns" if ds in ("brats2020", "brats20") else "separate"), data
-
-
-# ----------------------------------------------------------------------------- figures
-
-def _png(fig) -> bytes:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-
-    FigureCanvasAgg(fig)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    return buf.getvalue()
-
-
-def heatmap_png(table: dict) -> bytes:
-    """Subset x region Dice heatmap, one panel per method (Agg backend, no pyplot global state)."""
-    from matplotlib.figure import Figure
-
-    methods, regions, rows = table["methods"], table["regions"], table["rows"]
-    fig = Figure(figsize=(1.2 + 0.9 * len(regions) * len(methods) + 1.2, 0.35 * len(rows) + 1.6))
-    axes = fig.subplots(1, len(methods), squeeze=False)[0]
-    scale = 100.0 if table["metric"] in ("dice", "sens", "spec") else 1.0
-    vmax = 100.0 if scale == 100.0 else max([v for r in rows for reg in regions for v in r["values"][reg].values()
-                                               if v is not None] + [1.0])
-    im = None
-    for ax, method in zip(axes, methods, strict=True):
-        grid = np.array([[np.nan if r["values"][reg][method] is None else r["values"][reg][method] * scale
-                          for reg in regions] for r in rows], dtype=float)
-        im = ax.imshow(grid, cmap="viridis" if scale == 100.0 else "viridis_r", vmin=0, vmax=vmax, aspect="auto")
-        ax.set_title(method, fontsize=9)
-        ax.set_xticks(range(len(regions)), regions)
-        ax.set_yticks(range(len(rows)), [r["subset_name"] for r in rows] if ax is axes[0] else [""] * len(rows), fontsize=7)
-        for i in range(grid.shape[0]):
-            for j in range(grid.shape[1]):
-                if not np.isnan(grid[i, j]):
-                    ax.text(j, i, f"{grid[i, j]:.0f}", ha="center", va="center", fontsize=6,
-                            color="white" if grid[i, j] < 0.6 * vmax else "black")
-    if im is not None:
-        fig.colorbar(im, ax=list(axes), shrink=0.8, label=f"{table['metric'].upper()} ({table['unit']})")
-    return _png(fig)
-
-
-def dice_vs_modalities_png(table: dict) -> bytes:
-    """Mean Dice against the number of present modalities (1-4), one panel per region, one line per method;
-    dots are the individual subsets."""
-    from matplotlib.figure import Figure
-
-    regions, methods, rows = table["regions"], table["methods"], table["rows"]
-    fig = Figure(figsize=(3.2 * len(regions), 3.2))
-    axes = fig.subplots(1, len(regions), squeeze=False)[0]
-    for ax, region in zip(axes, regions, strict=True):
-        for k, method in enumerate(methods):
-            pts = [(r["n_present"], r["values"][region][method] * 100) for r in rows if r["values"][region][method] is not None]
-            if not pts:
-                continue
-            xs = sorted({p[0] for p in pts})
-            means = [np.mean([v for n, v in pts if n == x]) for x in xs]
-            jitter = (k - (len(methods) - 1) / 2) * 0.06
-            line = ax.plot(xs, means, marker="o", label=method)[0]
-            ax.scatter([p[0] + jitter for p in pts], [p[1] for p in pts], s=8, alpha=0.4, color=line.get_color())
-        ax.set_title(region)
-        ax.set_xlabel("present modalities")
-        ax.set_xticks([1, 2, 3, 4])
-        ax.set_ylim(0, 100)
-        ax.grid(alpha=0.3)
-    axes[0].set_ylabel(f"{table['metric'].upper()} (%)")
-    axes[-1].legend(fontsize=7, loc="lower right")
-    return _png(fig)
 
 
 # ----------------------------------------------------------------------------- documents

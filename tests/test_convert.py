@@ -104,7 +104,7 @@ def _corrupt_frame(path, how: str) -> None:
 @pytest.mark.parametrize("how", ["truncated", "tail overwritten", "marker in packet data", "tile-part length"])
 def test_a_corrupt_jpeg2000_frame_refuses_its_series(tmp_path, how):
     """OpenJPEG decodes damaged codestreams to garbage without a word: the structural check refuses the series."""
-    from mmtumor.io.dicom import _frames
+    from mmtumor.io.dicom_pixels import read_frames as _frames
     from mmtumor.errors import ReadError
 
     vols = {m: _volume(i) for i, m in enumerate(Modality)}

@@ -18,7 +18,8 @@ from typer.testing import CliRunner
 from mmtumor.cli import app
 from mmtumor.detect import detect_study
 from mmtumor.errors import GeometryError, InputError
-from mmtumor.io.dicom import ENHANCED_MR, discover_series, load_series, write_series_nifti
+from mmtumor.io.dicom import ENHANCED_MR, discover_series
+from mmtumor.io.dicom_pixels import load_series, write_series_nifti
 from mmtumor.modalities import Modality
 from mmtumor.synth.dicom import PROTOCOLS, acquisition_grid, write_series, write_study
 
@@ -201,7 +202,7 @@ def test_pydicom_test_data_excluded(tmp_path):
 @pytest.mark.parametrize("name", ["MR_small_RLE.dcm", "MR_small_jp2klossless.dcm", "MR_small_jpeg_ls_lossless.dcm",
                                   "MR_small_bigendian.dcm", "MR_small_implicit.dcm"])
 def test_pydicom_compressed_variants_decode(tmp_path, name):
-    from mmtumor.io.dicom import _frames
+    from mmtumor.io.dicom_pixels import read_frames as _frames
 
     if not (PYDICOM_DATA / name).exists():
         pytest.skip("pydicom test file missing")
@@ -278,7 +279,7 @@ def test_compressed_decode_agrees_with_gdcm(path):
     """Every grayscale compressed file in pydicom's test data: our decoder (pylibjpeg, GDCM fallback) = GDCM's values."""
     import SimpleITK as sitk
 
-    from mmtumor.io.dicom import _frames
+    from mmtumor.io.dicom_pixels import read_frames as _frames
 
     arr, ds = _frames(path)
     ref = sitk.GetArrayFromImage(sitk.ReadImage(str(path))).astype(np.float64).reshape(arr.shape)

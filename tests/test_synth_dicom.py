@@ -7,7 +7,8 @@ import numpy as np
 import pydicom
 import pytest
 
-from mmtumor.io.dicom import discover_series, load_series
+from mmtumor.io.dicom import discover_series
+from mmtumor.io.dicom_pixels import load_series
 from mmtumor.modalities import Modality
 from mmtumor.synth.dicom import BROKEN_KINDS, ORIENTATIONS, PROTOCOLS, VENDORS, acquisition_grid, write_series, write_study
 

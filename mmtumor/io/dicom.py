@@ -25,7 +25,6 @@ geometry conventions (SimpleITK/GDCM would re-sort slices its own way).
 from __future__ import annotations
 
 import math
-import warnings
 import os
 from collections import defaultdict
 from collections.abc import Callable, Iterable
@@ -33,9 +32,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from .atomic import write_json_atomic
 
-from ..errors import GeometryError, InputError, ReadError
+from ..errors import InputError, ReadError
+from .dicom_geometry import (  # noqa: F401 - re-exported: the geometry types belong to a series
+    IOP_TOL, SPACING_ABS_TOL, SPACING_REL_TOL, TILT_TOL_DEG, Geometry, SliceRef, check_geometry, flips_rows,
+    orientation_label, stack_affine)
 
 #: SOP classes that never hold a convertible image (SR, presentation states, raw data, DICOMDIR, KO, ...).
 NON_IMAGE_SOP_PREFIXES = (
@@ -59,48 +60,6 @@ HEADER_FIELDS = (
     "AcquisitionTime", "BodyPartExamined", "SliceThickness", "SpacingBetweenSlices", "DiffusionBValue", "SOPClassUID",
     "PatientPosition",
 )
-
-#: Tolerances: orientation cosines equal within 1e-3; slice steps even within 1% (and 0.01 mm); tilt > 0.01°.
-IOP_TOL = 1e-3
-SPACING_REL_TOL = 0.01
-SPACING_ABS_TOL = 0.01
-TILT_TOL_DEG = 0.01
-
-
-@dataclass
-class SliceRef:
-    """One 2D image: a file, or one frame of a multi-frame file."""
-
-    path: Path
-    frame: int | None
-    ipp: np.ndarray
-    iop: np.ndarray
-    rows: int
-    cols: int
-    spacing: tuple[float, float]  # (between rows, between columns) as in PixelSpacing
-    instance: int
-    echo: int | None
-    acquisition: int | None
-    time: str
-    slope: float = 1.0
-    intercept: float = 0.0
-    samples: int = 1
-
-
-@dataclass
-class Geometry:
-    """Result of the geometry check: how a series becomes a 3D volume, or why it cannot."""
-
-    status: str  # "ok" | "resample" | "refuse"
-    messages: list[str]
-    slices: list[SliceRef] = field(default_factory=list)  # sorted along the normal, duplicates removed
-    shape: tuple[int, int, int] | None = None
-    affine: np.ndarray | None = None  # target affine (RAS+, dcm2niix voxel order)
-    positions: np.ndarray | None = None  # slice positions along the normal (mm), source stack
-    tilt_deg: float = 0.0
-    flip_rows: bool = True
-    volumes: int = 1  # > 1 for 4D series (slices then ordered position-major, volume-minor)
-
 
 @dataclass
 class DicomSeries:
@@ -181,7 +140,7 @@ class Discovery:
 
 
 # ----------------------------------------------------------------------------------------- header reading
-def _f(v) -> float | None:
+def float_or_none(v) -> float | None:
     try:
         return None if v is None or v == "" else float(v)
     except (TypeError, ValueError):
@@ -313,21 +272,21 @@ def _slices_of(ds, path: Path) -> list[SliceRef]:
                                 (float(ps[0]), float(ps[1])), f + 1,
                                 None if echo is None else int(round(float(echo) * 100)),
                                 None if temporal is None else float(temporal), str(stack or ""),
-                                _f(slope) or 1.0, _f(inter) or 0.0, samples))
+                                float_or_none(slope) or 1.0, float_or_none(inter) or 0.0, samples))
         return out
     ipp, iop, ps = getattr(ds, "ImagePositionPatient", None), getattr(ds, "ImageOrientationPatient", None), getattr(ds, "PixelSpacing", None)
     if ipp is None or iop is None or ps is None or len(ipp) != 3 or len(iop) != 6:
         raise ReadError(f"{path.name}: no ImagePositionPatient/ImageOrientationPatient/PixelSpacing")
     echo = getattr(ds, "EchoNumbers", None)
-    slope = _f(getattr(ds, "RescaleSlope", None)) or 1.0
-    inter = _f(getattr(ds, "RescaleIntercept", None)) or 0.0
+    slope = float_or_none(getattr(ds, "RescaleSlope", None)) or 1.0
+    inter = float_or_none(getattr(ds, "RescaleIntercept", None)) or 0.0
     ss = _philips_scale_slope(ds)
     if ss:  # dcm2niix's default "precise" Philips values: (PV * RS + RI) / (RS * SS)
         slope, inter = 1.0 / ss, inter / (slope * ss)
     return [SliceRef(path, None, np.array([float(x) for x in ipp]), np.array([float(x) for x in iop]), rows, cols,
                      (float(ps[0]), float(ps[1])), int(getattr(ds, "InstanceNumber", 0) or 0),
                      None if echo in (None, "") else int(echo if not isinstance(echo, (list, tuple)) else echo[0]),
-                     _f(getattr(ds, "AcquisitionNumber", None)), str(getattr(ds, "AcquisitionTime", "") or ""),
+                     float_or_none(getattr(ds, "AcquisitionNumber", None)), str(getattr(ds, "AcquisitionTime", "") or ""),
                      slope, inter, samples)]
 
 
@@ -348,7 +307,7 @@ def _philips_scale_slope(ds) -> float | None:
         val = struct.unpack("<f", val[:4])[0] if len(val) >= 4 else None
     if isinstance(val, (list, tuple)) or type(val).__name__ == "MultiValue":
         val = val[0] if len(val) else None
-    ss = _f(val)
+    ss = float_or_none(val)
     return ss if ss and math.isfinite(ss) and ss > 0 else None
 
 
@@ -453,263 +412,6 @@ def _split(uid: str, refs: list[SliceRef], header: dict, bad: list[str]) -> list
             s.problems.append(f"series split into {len(parts)} parts ({', '.join(why) or 'different stacks'}); this is part {i + 1}")
         out.append(s)
     return out
-
-
-# ----------------------------------------------------------------------------------------- geometry
-def orientation_label(iop: np.ndarray) -> str:
-    """AX / SAG / COR from the slice normal; 'OBL-AX' etc. when it is more than ~10° off the main axis."""
-    n = np.cross(iop[:3], iop[3:])
-    axis = int(np.argmax(np.abs(n)))
-    name = ("SAG", "COR", "AX")[axis]
-    return name if abs(n[axis]) > 0.985 else f"OBL-{name}"
-
-
-def _lps_to_ras(v: np.ndarray) -> np.ndarray:
-    return np.array([-v[0], -v[1], v[2]])
-
-
-def _affine(first: SliceRef, step_lps: np.ndarray, flip_rows: bool = True) -> np.ndarray:
-    """dcm2niix's affine: i = columns, j = rows (reversed for 2D acquisitions), k = step between sorted slices; RAS+."""
-    row, col = first.iop[:3], first.iop[3:]
-    dr, dc = first.spacing  # between rows, between columns
-    origin = first.ipp + (first.rows - 1) * dr * col if flip_rows else first.ipp
-    a = np.eye(4)
-    a[:3, 0] = _lps_to_ras(row * dc)
-    a[:3, 1] = _lps_to_ras(-col * dr if flip_rows else col * dr)
-    a[:3, 2] = _lps_to_ras(step_lps)
-    a[:3, 3] = _lps_to_ras(origin)
-    return a
-
-
-def flips_rows(header: dict) -> bool:
-    """dcm2niix (v1.0.2026) reverses the row order of 2D acquisitions; 3D ones it reorients to the closest RAS+ axes."""
-    return str(header.get("MRAcquisitionType") or "").strip().upper() != "3D"
-
-
-def _geometry_4d(slices: list[SliceRef], normal: np.ndarray, m: int, flip_rows: bool) -> Geometry:
-    """Every position repeated m times: m volumes ordered by acquisition number, time, instance (as dcm2niix)."""
-    def key(s: SliceRef) -> tuple:
-        return (round(float(s.ipp @ normal), 3), s.acquisition if s.acquisition is not None else 0.0, s.time, s.instance)
-
-    srt = sorted(slices, key=key)
-    first = check_geometry(srt[::m], flip_rows)
-    if first.status != "ok":
-        return Geometry("refuse", [f"4D series ({m} volumes) with irregular geometry: " + "; ".join(first.messages)])
-    msg = f"4D series: {m} volumes of {len(first.slices)} slices (DWI/perfusion/fMRI, not one structural volume)"
-    return Geometry("ok", [msg], srt, first.shape, first.affine, first.positions, 0.0, flip_rows, m)
-
-
-def check_geometry(slices: list[SliceRef], flip_rows: bool = True) -> Geometry:
-    """Sort along the normal and decide: ok, resample (with reasons) or refuse (with reasons)."""
-    msgs: list[str] = []
-    if any(s.samples != 1 for s in slices):
-        return Geometry("refuse", ["colour (RGB) images are not MR magnitude data"])
-    if len({s.spacing for s in slices}) > 1:
-        spac = sorted({s.spacing for s in slices})
-        if not np.allclose(spac[0], spac[-1], atol=1e-4):
-            return Geometry("refuse", [f"pixel spacing varies inside the series ({spac[0]} .. {spac[-1]})"])
-    first = slices[0]
-    normal = np.cross(first.iop[:3], first.iop[3:])
-    pos = np.array([float(s.ipp @ normal) for s in slices])
-    order = np.lexsort((np.array([s.instance for s in slices]), pos))
-    srt = [slices[i] for i in order]
-    pos = pos[order]
-    # repeated positions: 4D (every position repeated equally) or duplicated slices
-    uniq, counts = np.unique(np.round(pos, 3), return_counts=True)
-    if len(uniq) < len(pos):
-        if counts.min() == counts.max() and counts.max() > 1 and len(uniq) > 2:
-            return _geometry_4d(slices, normal, int(counts.max()), flip_rows)
-        keep, seen = [], set()
-        for s, p in zip(srt, np.round(pos, 3), strict=True):
-            if p not in seen:
-                seen.add(p)
-                keep.append(s)
-        msgs.append(f"{len(srt) - len(keep)} duplicated slice(s) at the same position; kept the first instance")
-        srt = keep
-        pos = np.array([float(s.ipp @ normal) for s in srt])
-    n = len(srt)
-    if n < 3:
-        return Geometry("refuse", [f"only {n} slice(s) in this stack: a localizer/scout, not a volume"], srt)
-    steps = np.diff(pos)
-    med = float(np.median(steps))
-    if med <= 0:
-        return Geometry("refuse", ["slices do not advance along the slice normal"], srt)
-    uneven = np.abs(steps - med) > max(SPACING_ABS_TOL, SPACING_REL_TOL * med)
-    span = srt[-1].ipp - srt[0].ipp
-    along = float(span @ normal)
-    tilt = math.degrees(math.acos(min(1.0, abs(along) / max(np.linalg.norm(span), 1e-9))))
-    status = "ok"
-    if uneven.any():
-        gaps = [int(round(s / med)) - 1 for s in steps[uneven] if s > med]
-        if gaps and all(g >= 1 for g in gaps) and len(gaps) == int(uneven.sum()):
-            msgs.append(f"{sum(gaps)} missing slice(s) (gaps of {', '.join(f'{s:.2f}' for s in steps[uneven])} mm vs {med:.2f} mm); "
-                        f"resampled to even {med:.3g} mm spacing")
-        else:
-            msgs.append(f"uneven slice spacing ({steps.min():.3g}..{steps.max():.3g} mm); resampled to even {med:.3g} mm spacing")
-        status = "resample"
-    if tilt > TILT_TOL_DEG:
-        msgs.append(f"gantry tilt / sheared stack ({tilt:.2f}°); resampled to an orthogonal grid")
-        if status == "resample":
-            return Geometry("refuse", msgs[:-1] + [f"gantry tilt ({tilt:.2f}°) together with uneven spacing: cannot rebuild a safe grid"], srt)
-        status = "resample"
-    if status == "ok":
-        step = span / (n - 1)
-        shape = (first.cols, first.rows, n)
-    elif tilt > TILT_TOL_DEG:
-        step = normal * (along / (n - 1))
-        shape = (first.cols, first.rows, n)
-    else:
-        n_even = int(round((pos[-1] - pos[0]) / med)) + 1
-        step = normal * ((pos[-1] - pos[0]) / (n_even - 1))
-        shape = (first.cols, first.rows, n_even)
-    return Geometry(status, msgs, srt, shape, _affine(srt[0], step, flip_rows), pos, tilt, flip_rows)
-
-
-# ----------------------------------------------------------------------------------------- pixels
-_FAST_SYNTAXES = {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1"}
-
-
-def _frames(path: Path) -> tuple[np.ndarray, object]:
-    """All frames of a file as (frames, rows, cols), raw stored values (before rescale)."""
-    import pydicom
-
-    try:
-        ds = pydicom.dcmread(path)
-        ts = str(ds.file_meta.TransferSyntaxUID) if "TransferSyntaxUID" in getattr(ds, "file_meta", {}) else "1.2.840.10008.1.2"
-        bits, stored = int(ds.BitsAllocated), int(getattr(ds, "BitsStored", ds.BitsAllocated))
-        n = int(getattr(ds, "NumberOfFrames", 1) or 1)
-        if ts in _FAST_SYNTAXES and bits in (8, 16, 32) and stored == bits and int(getattr(ds, "SamplesPerPixel", 1)) == 1:
-            dt = np.dtype(f"{'i' if int(ds.PixelRepresentation) else 'u'}{bits // 8}").newbyteorder("<")
-            count = n * int(ds.Rows) * int(ds.Columns)
-            arr = np.frombuffer(ds.PixelData, dtype=dt, count=count).reshape(n, int(ds.Rows), int(ds.Columns))
-        else:
-            if ts in _JPEG2000_SYNTAXES:  # OpenJPEG decodes a damaged stream to garbage without a word: check first
-                _check_jpeg2000(ds, n)
-            try:
-                with warnings.catch_warnings():
-                    # a decoder that only warns (a corrupt JPEG 2000 codestream, a short frame) has returned garbage
-                    warnings.simplefilter("error")
-                    arr = ds.pixel_array
-            except Exception as exc:  # non-conformant streams the pylibjpeg plugins reject: GDCM is more lenient
-                arr = _frames_gdcm(path, ds, exc)
-            arr = arr.reshape(n, int(ds.Rows), int(ds.Columns))
-    except Exception as exc:
-        raise ReadError(f"cannot decode pixel data of {path.name}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from None
-    return arr, ds
-
-
-#: JPEG 2000 (lossless, lossy) and HTJ2K (lossless, RPCL, lossy) transfer syntaxes
-_JPEG2000_SYNTAXES = {"1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.91", "1.2.840.10008.1.2.4.201",
-                      "1.2.840.10008.1.2.4.202", "1.2.840.10008.1.2.4.203"}
-
-
-def _check_jpeg2000(ds, n_frames: int) -> None:
-    """Every frame's codestream structurally intact (``io.jpeg2000``), else a ``ValueError`` naming the frame."""
-    from pydicom.encaps import generate_frames
-
-    from .jpeg2000 import check_codestream
-
-    for k, frame in enumerate(generate_frames(ds.PixelData, number_of_frames=n_frames)):
-        try:
-            check_codestream(frame)
-        except ValueError as exc:
-            raise ValueError(f"corrupt JPEG 2000 codestream in frame {k + 1}: {exc}") from None
-
-
-def _frames_gdcm(path: Path, ds, first_error: Exception) -> np.ndarray:
-    """Fallback decoder (SimpleITK's GDCM) returning stored values: GDCM applies the rescale, we undo it."""
-    import SimpleITK as sitk
-
-    if int(getattr(ds, "SamplesPerPixel", 1)) != 1:
-        raise first_error
-    sitk.ProcessObject_SetGlobalWarningDisplay(False)
-    try:
-        arr = sitk.GetArrayFromImage(sitk.ReadImage(str(path)))
-    except RuntimeError:
-        raise first_error from None
-    slope = _f(getattr(ds, "RescaleSlope", None)) or 1.0
-    inter = _f(getattr(ds, "RescaleIntercept", None)) or 0.0
-    raw = np.rint((arr.astype(np.float64) - inter) / slope)
-    return raw.astype(np.int32 if raw.min() < 0 else np.uint32)
-
-
-def read_stack(slices: list[SliceRef], flip_rows: bool = True) -> np.ndarray:
-    """Rescaled stack (cols, rows, n) in dcm2niix voxel order; integer dtype when the rescale is lossless."""
-    cache: dict[Path, np.ndarray] = {}
-    raw = []
-    for s in slices:
-        if s.path not in cache:
-            if len(cache) > 4:  # keep memory flat on long single-frame series
-                cache.clear()
-            cache[s.path] = _frames(s.path)[0]
-        raw.append(cache[s.path][s.frame or 0])
-    stack = np.stack(raw, axis=-1)  # (rows, cols, n)
-    slopes = np.array([s.slope for s in slices])
-    inters = np.array([s.intercept for s in slices])
-    if np.all(slopes == 1.0) and np.all(inters == inters[0]) and float(inters[0]).is_integer():
-        lo = float(stack.min()) + inters[0]
-        hi = float(stack.max()) + inters[0]
-        dt = np.uint16 if lo >= 0 and hi <= 65535 else np.int16 if lo >= -32768 and hi <= 32767 else np.int32
-        data = stack.astype(np.int64) + int(inters[0]) if inters[0] else stack
-        data = data.astype(dt, copy=False)
-    else:
-        data = stack.astype(np.float32) * slopes.astype(np.float32) + inters.astype(np.float32)
-    data = data.transpose(1, 0, 2)
-    return np.ascontiguousarray(np.flip(data, axis=1) if flip_rows else data)
-
-
-def _resample(data: np.ndarray, geom: Geometry) -> np.ndarray:
-    """Even, orthogonal grid from an uneven or sheared stack (linear interpolation)."""
-    from scipy.ndimage import map_coordinates
-
-    srt = geom.slices
-    if geom.tilt_deg > TILT_TOL_DEG:
-        sheared = _affine(srt[0], (srt[-1].ipp - srt[0].ipp) / (len(srt) - 1), geom.flip_rows)
-        grid = np.indices(geom.shape, dtype=float).reshape(3, -1)
-        vox = np.linalg.inv(sheared) @ geom.affine @ np.vstack([grid, np.ones(grid.shape[1])])
-        out = map_coordinates(data.astype(np.float32), vox[:3], order=1, mode="nearest")
-        return out.reshape(geom.shape).astype(np.float32)
-    pos = geom.positions
-    target = pos[0] + np.arange(geom.shape[2]) * (pos[-1] - pos[0]) / (geom.shape[2] - 1)
-    idx = np.clip(np.searchsorted(pos, target, side="right") - 1, 0, len(pos) - 2)
-    w = ((target - pos[idx]) / (pos[idx + 1] - pos[idx])).astype(np.float32)
-    d = data.astype(np.float32)
-    return d[:, :, idx] * (1 - w) + d[:, :, idx + 1] * w
-
-
-def load_series(series: DicomSeries) -> tuple[np.ndarray, np.ndarray, Geometry]:
-    """Voxels and affine of a series (dcm2niix order), or GeometryError with the refusal reasons."""
-    geom = series.geometry
-    if geom.status == "refuse":
-        raise GeometryError(f"series {series.series_id} '{series.description}': " + "; ".join(geom.messages))
-    data = read_stack(geom.slices, geom.flip_rows)
-    if geom.volumes > 1:
-        data = data.reshape(*data.shape[:2], -1, geom.volumes)
-    if geom.status == "resample":
-        data = _resample(data, geom)
-    affine = geom.affine
-    if not geom.flip_rows:  # dcm2niix reorients 3D acquisitions to the closest RAS+ axes (measured on its wheel)
-        from nibabel.orientations import apply_orientation, axcodes2ornt, inv_ornt_aff, io_orientation, ornt_transform
-
-        t = ornt_transform(io_orientation(affine), axcodes2ornt(("R", "A", "S")))
-        affine = affine @ inv_ornt_aff(t, data.shape)
-        data = np.ascontiguousarray(apply_orientation(data, t))
-    return data, affine, geom
-
-
-def write_series_nifti(series: DicomSeries, out_path: Path | str, sidecar: dict | None = None) -> Path:
-    """Convert one series to NIfTI (qform+sform) plus a JSON sidecar beside it; both written atomically."""
-    from .nifti import write_nifti
-
-    data, affine, geom = load_series(series)
-    out_path = Path(out_path)
-    write_nifti(out_path, data, affine)
-    meta = {"Source": "mmtumor DICOM conversion", "SeriesID": series.series_id, **series.header,
-            "NumberOfSourceImages": series.n_slices, "Volumes": geom.volumes, "GeometryStatus": geom.status, "GeometryMessages": geom.messages,
-            "Problems": series.problems, **(sidecar or {})}
-    side = out_path.with_name(out_path.name.replace(".nii.gz", "").replace(".nii", "") + ".json")
-    write_json_atomic(side, meta, default=str)
-    return out_path
 
 
 # ----------------------------------------------------------------------------------------- study level
