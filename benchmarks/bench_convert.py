@@ -7,8 +7,6 @@ Both tools write gzipped NIfTI; the best of ``repeats`` runs is reported for eac
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import platform
 import shutil
 import subprocess
 import sys
@@ -21,6 +19,8 @@ import numpy as np
 from mmtumor.convert import convert_study
 from mmtumor.modalities import Modality
 from mmtumor.synth.dicom import write_study
+
+from common import header_lines, write_doc  # benchmarks/common.py (the script's own folder)
 
 
 def main() -> None:
@@ -52,18 +52,20 @@ def main() -> None:
             theirs.append(time.perf_counter() - t0)
     version = subprocess.run([dcm2niix, "-v"], capture_output=True, text=True).stdout.strip().splitlines()[-1]
     a, b = min(ours), min(theirs)
-    text = (f"# DICOM conversion speed\n\n"
-            f"- date: {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC; machine: {platform.processor() or platform.machine()}, "
-            f"{platform.system()} (shared 2-core CPU; other jobs running)\n"
-            f"- command: `python benchmarks/bench_convert.py --repeats {args.repeats}`\n"
-            f"- study: 4 MR series (T1, T1c, T2, FLAIR), 240x240x155 each, {n_files} uncompressed files, gzipped NIfTI output\n\n"
-            f"| tool | best wall time (s) | all runs (s) |\n|---|---|---|\n"
-            f"| mmtumor convert (discovery + detection + conversion) | {a:.2f} | {', '.join(f'{x:.2f}' for x in ours)} |\n"
-            f"| dcm2niix {version} `-z y` | {b:.2f} | {', '.join(f'{x:.2f}' for x in theirs)} |\n\n"
-            f"Ratio mmtumor / dcm2niix: **{a / b:.2f}x** (target <= 2x).\n\n"
-            f"Writing the study with `mmtumor.synth.dicom.write_study` (phantom DICOM writer) took {t_write:.2f} s.\n")
-    Path(args.out).write_text(text)
-    print(text)
+    lines = header_lines("DICOM conversion speed", f"python benchmarks/bench_convert.py --repeats {args.repeats}") + [
+        f"- study: 4 MR series (T1, T1c, T2, FLAIR), 240x240x155 each, {n_files} uncompressed files, gzipped NIfTI output",
+        "",
+        "| tool | best wall time (s) | all runs (s) |",
+        "|---|---|---|",
+        f"| mmtumor convert (discovery + detection + conversion) | {a:.2f} | {', '.join(f'{x:.2f}' for x in ours)} |",
+        f"| dcm2niix {version} `-z y` | {b:.2f} | {', '.join(f'{x:.2f}' for x in theirs)} |",
+        "",
+        f"Ratio mmtumor / dcm2niix: **{a / b:.2f}x** (target <= 2x).",
+        "",
+        f"Writing the study with `mmtumor.synth.dicom.write_study` (phantom DICOM writer) took {t_write:.2f} s.",
+    ]
+    write_doc(Path(args.out), lines)
+    print("\n".join(lines))
 
 
 if __name__ == "__main__":

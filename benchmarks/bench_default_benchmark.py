@@ -7,13 +7,13 @@ Writes docs/bench-benchmark.md. Target (issue 8): under 15 minutes on this CPU.
 from __future__ import annotations
 
 import datetime as dt
-import os
-import platform
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from common import header_lines, write_doc  # benchmarks/common.py (the script's own folder)
 
 OUT_MD = Path(__file__).resolve().parents[1] / "docs" / "bench-benchmark.md"
 
@@ -44,14 +44,15 @@ def main() -> None:
 
     models = [m.name for m in list_models() if m.source == "bundled"]
     when = dt.datetime.now(dt.timezone.utc)
-    OUT_MD.write_text(
-        "# Default `mmtumor benchmark` (`benchmarks/bench_default_benchmark.py`)\n\n"
-        f"- date: {when:%Y-%m-%d %H:%M} UTC; machine: {platform.machine()}, {os.cpu_count()} cores, "
-        f"CPU only; load average at the end {os.getloadavg()[0]:.1f}\n"
-        f"- command: `mmtumor benchmark -o DIR --device cpu` (generates {DEFAULT_PHANTOM_CASES} held-out 240x240x155 phantoms, "
-        f"all 15 subsets, every bundled model: {len(models)}, {', '.join(models)})\n\n"
-        f"Wall time: **{minutes:.1f} min** (target < 15 min), phantom generation included. Files written: {', '.join(files)}.\n"
-        + keep_history(old_text, f"- {when:%Y-%m-%d %H:%M} UTC: **{minutes:.1f} min**, {len(models)} bundled models."))
+    lines = header_lines("Default `mmtumor benchmark` (`benchmarks/bench_default_benchmark.py`)",
+                         "mmtumor benchmark -o DIR --device cpu") + [
+        f"- what it runs: generates {DEFAULT_PHANTOM_CASES} held-out 240x240x155 phantoms, all 15 subsets, every bundled "
+        f"model: {len(models)}, {', '.join(models)}; CPU only",
+        "",
+        f"Wall time: **{minutes:.1f} min** (target < 15 min), phantom generation included. Files written: {', '.join(files)}.",
+    ]
+    history = keep_history(old_text, f"- {when:%Y-%m-%d %H:%M} UTC: **{minutes:.1f} min**, {len(models)} bundled models.")
+    write_doc(OUT_MD, lines + history.split("\n"))
     print(f"{minutes:.1f} min")
 
 

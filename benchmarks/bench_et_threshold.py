@@ -14,15 +14,14 @@ than the threshold becomes NCR (still counted in TC and WT).
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
-import os
-import platform
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+
+from common import header_lines, write_doc  # benchmarks/common.py (the script's own folder)
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT_MD = ROOT / "docs" / "bench-et-threshold.md"
@@ -103,12 +102,11 @@ def main() -> None:
         cols[f"real {name} ({n_real})"] = score_rows(rows, THRESHOLDS, lambda r, c=code: r["set"] == "real" and r["subset"] == c)
     real_true = [r["true_et_ml"] for r in rows if r["set"] == "real" and r["subset"] == "0101"]
     real_pred = {c: [r["pred_et_voxels"] for r in rows if r["set"] == "real" and r["subset"] == c] for c in ("0101", "0100", "0001")}
-    lines = ["# Small-ET relabelling threshold (`benchmarks/bench_et_threshold.py`)", "",
-             f"- date: {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC; machine: {platform.machine()}, "
-             f"{os.cpu_count()} cores, {args.threads} torch threads, CPU; {minutes:.1f} min",
-             f"- command: `python benchmarks/bench_et_threshold.py --weights {args.weights} --cases {args.cases}` (weights: "
-             f"{rw.name}; island removal {opts.min_component_fraction:g} as `segment` does; then ET relabelled to NCR when "
-             "the whole ET has fewer voxels than the threshold, on the 1 mm grid)",
+    lines = header_lines("Small-ET relabelling threshold (`benchmarks/bench_et_threshold.py`)",
+                         f"python benchmarks/bench_et_threshold.py --weights {args.weights} --cases {args.cases}") + [
+             f"- run: {args.threads} torch threads, CPU; {minutes:.1f} min",
+             f"- weights: {rw.name}; island removal {opts.min_component_fraction:g} as `segment` does; then ET relabelled "
+             "to NCR when the whole ET has fewer voxels than the threshold, on the 1 mm grid",
              f"- `segment` and `benchmark` default: `--min-et-voxels {DEFAULT_MIN_ET_VOXELS}`",
              "- ET Dice, mean over subsets of the mean over cases; a case without ET scores 1 when none is predicted",
              f"- real cases (true ET {min(real_true):g}-{max(real_true):g} mL): predicted ET " + ", ".join(
@@ -118,7 +116,7 @@ def main() -> None:
     for i, t in enumerate(THRESHOLDS):
         mark = " (default)" if t == DEFAULT_MIN_ET_VOXELS else (" (off)" if t == 0 else "")
         lines.append(f"| {t}{mark} | " + " | ".join(f"{v[i]:.3f}" for v in cols.values()) + " |")
-    OUT_MD.write_text("\n".join(lines) + "\n")
+    write_doc(OUT_MD, lines)
     print(f"wrote {OUT_MD}")
 
 

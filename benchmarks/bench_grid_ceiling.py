@@ -14,13 +14,12 @@ targets and a finer grid would buy.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import os
-import platform
 import time
 from pathlib import Path
 
 import numpy as np
+
+from common import header_lines, write_doc  # benchmarks/common.py (the script's own folder)
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
@@ -90,10 +89,9 @@ def main() -> None:
                 rows.append((name, sp, kind, arr.mean(0), np.mean([s[2] for s in with_et]) if with_et else float("nan")))
             print(f"{name}, {sp:g} mm: done", flush=True)
     minutes = (time.perf_counter() - t0) / 60
-    lines = ["# What the working grid costs: Dice ceiling of a perfect model (`benchmarks/bench_grid_ceiling.py`)", "",
-             f"- date: {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC; machine: {platform.machine()}, "
-             f"{os.cpu_count()} cores (CPU); {minutes:.1f} min",
-             f"- command: `python benchmarks/bench_grid_ceiling.py --spacings {' '.join(f'{s:g}' for s in args.spacings)}`",
+    lines = header_lines("What the working grid costs: Dice ceiling of a perfect model (`benchmarks/bench_grid_ceiling.py`)",
+                         f"python benchmarks/bench_grid_ceiling.py --spacings {' '.join(f'{s:g}' for s in args.spacings)}") + [
+             f"- run: CPU; {minutes:.1f} min",
              "- each reference label map goes to the grid and back as inference does (trilinear region fractions down, "
              "trilinear up, > 0.5) and is scored against itself; mean over cases; Dice 1 when a region is empty in both",
              "- hard: the model learnt 0.5-thresholded targets at that grid (`train --target-spacing`); soft: it learnt "
@@ -102,7 +100,7 @@ def main() -> None:
              "", "| labels | grid mm | targets | WT | TC | ET | ET, cases with ET |", "|---|--:|---|--:|--:|--:|--:|"]
     for name, sp, kind, mean, et_only in rows:
         lines.append(f"| {name} | {sp:g} | {kind} | " + " | ".join(f"{v:.3f}" for v in mean) + f" | {et_only:.3f} |")
-    OUT_MD.write_text("\n".join(lines) + "\n")
+    write_doc(OUT_MD, lines)
     print(f"wrote {OUT_MD}")
 
 

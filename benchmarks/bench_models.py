@@ -9,12 +9,11 @@ where `mmtumor segment` reads the expected Dice for the user's modality subset f
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
-import os
-import platform
 import time
 from pathlib import Path
+
+from common import header_lines, write_doc  # benchmarks/common.py (the script's own folder)
 
 ROOT = Path(__file__).resolve().parents[1]
 REAL = ROOT.parent / "shared" / "data" / "real" / "brats2013-flair-t1c"
@@ -91,9 +90,9 @@ def main() -> None:
                          options=BenchmarkOptions(split="all", subsets="0101", device=args.device))
     minutes = (time.perf_counter() - t0) / 60
     n_cases = len({r["case_id"] for r in ph["records"]})
-    lines = ["# Bundled models: accuracy (`benchmarks/bench_models.py`)", "",
-             f"- date: {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC; machine: {platform.machine()}, {os.cpu_count()} "
-             f"cores (CPU); total {minutes:.1f} min (results cached in --work by weights SHA-256 are reused)", f"- command: `python benchmarks/bench_models.py{' --update-cards' if args.update_cards else ''}`",
+    lines = header_lines("Bundled models: accuracy (`benchmarks/bench_models.py`)",
+                         f"python benchmarks/bench_models.py{' --update-cards' if args.update_cards else ''}") + [
+             f"- run: {args.device}; total {minutes:.1f} min (results cached in --work by weights SHA-256 are reused)",
              f"- held-out phantoms: {n_cases} cases, 240x240x155 at 1 mm, seeds 900000+ (never used for training), "
              "mean over cases; Dice 1 when prediction and truth are both empty (BraTS convention)",
              f"- post-processing as `segment` does by default: tumour islands under {BenchmarkOptions.min_component_fraction:g} "
@@ -109,7 +108,7 @@ def main() -> None:
                   (args.work / "real-report" / "report.md").read_text().replace("# ", "### ", 1), ""]
     else:
         lines += ["Real validation cases not available on this machine (../shared/data/real).", ""]
-    OUT_MD.write_text("\n".join(lines))
+    write_doc(OUT_MD, lines)
     print(f"wrote {OUT_MD}")
     if args.update_cards:
         for spec in specs:

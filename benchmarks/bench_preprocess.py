@@ -13,9 +13,6 @@ Usage: python benchmarks/bench_preprocess.py [--case DIR] [--out docs/bench-prep
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -27,6 +24,8 @@ from scipy import ndimage
 from mmtumor.modalities import Modality as M
 from mmtumor.preprocess import preprocess_case, to_native
 from mmtumor.preprocess.spatial import rigid_parameters
+
+from common import header_lines, write_doc  # benchmarks/common.py (the script's own folder)
 
 ROOT = Path(__file__).resolve().parents[1]
 CASE = ROOT.parent / "shared" / "data" / "real" / "BraTS-GLI-00001-000"
@@ -130,14 +129,10 @@ def main() -> None:
     brats_s = time.perf_counter() - t0
     assert res_b.brats_preprocessed
 
-    lines = [
-        "# Spatial preprocessing benchmark",
-        "",
-        f"- date: {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC; machine: {platform.node()} "
-        f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores shared with other jobs "
-        f"(load average {os.getloadavg()[0]:.1f} at the end: wall times are inflated; CPU seconds are the steadier figure)",
-        f"- command: `python benchmarks/bench_preprocess.py` (case {name}, real BraTS 2023 data made raw; "
-        f"synthesis {synth_s:.1f} s, not counted)",
+    lines = header_lines("Spatial preprocessing benchmark", "python benchmarks/bench_preprocess.py") + [
+        "- the CPU cores may be shared with other jobs (see the load average): wall times are then inflated; CPU "
+        "seconds are the steadier figure",
+        f"- case {name}, real BraTS 2023 data made raw; synthesis {synth_s:.1f} s, not counted",
         "- input: T1c oblique (10, 5, 0 deg) 1 x 1 x 3 mm RAS "
         f"{'x'.join(map(str, ref_shape))}; FLAIR axial 0.9 x 0.9 x 4 mm; T2 coronal 1 x 3 x 1 mm; "
         "T1 1.2 mm isotropic; T1/T2/FLAIR moved by a random rigid motion (up to 3 mm / 3 deg per axis)",
@@ -172,12 +167,8 @@ def main() -> None:
         "",
     ]
     lines += [f"- {s}" for s in res.steps]
-    text = "\n".join(lines) + "\n"
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_suffix(".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, args.out)
-    print(text)
+    write_doc(args.out, lines)
+    print("\n".join(lines))
 
 
 if __name__ == "__main__":

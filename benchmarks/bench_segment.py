@@ -9,16 +9,15 @@ Targets (issue 7): default model <= 3 min per case end to end on this CPU, --fas
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
-import os
-import platform
 import resource
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from common import header_lines, write_doc  # benchmarks/common.py (the script's own folder)
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT_MD = ROOT / "docs" / "bench-segment.md"
@@ -52,17 +51,21 @@ def main() -> None:
         t = rep["timings_s"]
         rows.append(f"| `{label}` | {wall:.1f} | {t.get('preprocess', 0):.1f} | {t.get('inference', 0):.1f} | {peak:.0f} |")
         print(rows[-1], flush=True)
-    load = os.getloadavg()[0]
-    text = ("# `mmtumor segment` on this machine's CPU (`benchmarks/bench_segment.py`)\n\n"
-            f"- date: {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC; machine: {platform.machine()}, {os.cpu_count()} cores, "
-            f"Python {platform.python_version()}; load average at the end {load:.1f}\n"
-            f"- command: `python benchmarks/bench_segment.py --case {args.case.name}` (weights: {rep['weights']['name']}; "
-            f"input: {len(rep['input']['images'])} modalities, BraTS-preprocessed = {rep['preprocessing']['brats_preprocessed']})\n"
-            "- wall = whole CLI process (Python start, model load, preprocessing, inference, writing); peak RSS of that process\n\n"
-            "| options | wall s | preprocess s | inference s | peak RSS MB |\n|---|---|---|---|---|\n" + "\n".join(rows) +
-            "\n\nTargets: default <= 180 s, `--fast` <= 60 s, peak RAM <= 8 GB. GPU figures: not measured (the one GPU lease, "
-            "30 minutes on 2026-11-23, went to training the bundled weights).\n")
-    OUT_MD.write_text(text)
+    lines = header_lines("`mmtumor segment` on this machine's CPU (`benchmarks/bench_segment.py`)",
+                         f"python benchmarks/bench_segment.py --case {args.case.name}"
+                         + (f" --weights {args.weights}" if args.weights else "")) + [
+        f"- weights: {rep['weights']['name']}; input: {len(rep['input']['images'])} modalities, BraTS-preprocessed = "
+        f"{rep['preprocessing']['brats_preprocessed']}",
+        "- wall = whole CLI process (Python start, model load, preprocessing, inference, writing); peak RSS of that process",
+        "",
+        "| options | wall s | preprocess s | inference s | peak RSS MB |",
+        "|---|---|---|---|---|",
+        *rows,
+        "",
+        "Targets: default <= 180 s, `--fast` <= 60 s, peak RAM <= 8 GB. GPU figures: not measured (the one GPU lease, "
+        "30 minutes on 2026-11-23, went to training the bundled weights).",
+    ]
+    write_doc(OUT_MD, lines)
     print(f"wrote {OUT_MD}")
 
 

@@ -16,14 +16,13 @@ Validation only: nothing here is ever trained on.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import os
-import platform
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+
+from common import header_lines, write_doc  # benchmarks/common.py (the script's own folder)
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT_MD = ROOT / "docs" / "bench-subsets-real.md"
@@ -83,12 +82,11 @@ def main() -> None:
     def mark(s: Subset) -> str:
         return " | ".join("●" if m else "○" for m in s.mask)
 
-    lines = ["# Missing modalities on real scans (`benchmarks/bench_subsets_real.py`)", "",
-             f"- date: {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC; machine: {platform.machine()}, "
-             f"{os.cpu_count()} cores, {args.threads} torch threads, CPU; {minutes:.1f} min",
-             f"- command: `python benchmarks/bench_subsets_real.py --weights {args.weights}` (weights: {rw.name}; "
-             f"the benchmark's per-subset path, island removal {opts.min_component_fraction:g} and small-ET relabelling "
-             f"{opts.min_et_voxels} voxels as `segment` does)",
+    lines = header_lines("Missing modalities on real scans (`benchmarks/bench_subsets_real.py`)",
+                         f"python benchmarks/bench_subsets_real.py --weights {args.weights}") + [
+             f"- run: {args.threads} torch threads, CPU; {minutes:.1f} min",
+             f"- weights: {rw.name}; the benchmark's per-subset path, island removal {opts.min_component_fraction:g} and "
+             f"small-ET relabelling {opts.min_et_voxels} voxels as `segment` does",
              "- validation only: these cases are never trained on", "",
              f"## Labelled real cases (BraTS 2013, {len(dices['0101'])} cases): Dice by available modalities", "",
              "| modalities shown | WT | TC | ET |", "|---|--:|--:|--:|"]
@@ -104,7 +102,7 @@ def main() -> None:
         lines.append(f"| {mark(s)} | {ag[0]:.3f} | {ag[1]:.3f} | {ag[2]:.3f} | {vol['WT']:.1f} | {vol['TC']:.1f} | {vol['ET']:.1f} |")
     mean_ag = np.mean([ag for s, ag, _ in rows if s != FULL], axis=0)
     lines += ["", f"Mean agreement over the 14 incomplete subsets: WT {mean_ag[0]:.3f}, TC {mean_ag[1]:.3f}, ET {mean_ag[2]:.3f}.", ""]
-    OUT_MD.write_text("\n".join(lines))
+    write_doc(OUT_MD, lines)
     print(f"wrote {OUT_MD}")
 
 

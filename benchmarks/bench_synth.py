@@ -11,15 +11,14 @@ preparation (also reported). BLAS is limited to one thread by the generator itse
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import statistics
 import tempfile
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
+
+from common import header_lines, write_doc  # benchmarks/common.py (the script's own folder)
 
 
 def main() -> None:
@@ -50,15 +49,10 @@ def main() -> None:
             t = time.process_time()
             write_case(case, Path(tmp), f"bench_{i}", "brats2020")
             write_cpu.append(time.process_time() - t)
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    lines = [
-        "# Phantom generator speed (`benchmarks/bench_synth.py`)",
-        "",
-        f"- date: {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; machine: {platform.processor() or platform.machine()}, "
-        f"{os.cpu_count()} cores, Python {platform.python_version()}, numpy {np.__version__}; load average during the run {load:.1f}",
-        f"- command: `python benchmarks/bench_synth.py --cases {args.cases} --shape {' '.join(map(str, shape))}"
-        f"{' --randomize' if args.randomize else ''}`",
-        "- one process, BLAS limited to 1 thread; times after one warm-up case",
+    command = (f"python benchmarks/bench_synth.py --cases {args.cases} --shape {' '.join(map(str, shape))}"
+               f"{' --randomize' if args.randomize else ''}")
+    lines = header_lines("Phantom generator speed (`benchmarks/bench_synth.py`)", command) + [
+        f"- numpy {np.__version__}; one process, BLAS limited to 1 thread; times after one warm-up case",
         "",
         "| what | CPU s (one core) | wall s |",
         "|---|---|---|",
@@ -72,8 +66,7 @@ def main() -> None:
         "(CPU time; wall time is higher when other jobs share the cores).",
         "",
     ]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text("\n".join(lines))
+    write_doc(args.out, lines)
     print("\n".join(lines))
 
 

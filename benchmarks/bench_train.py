@@ -12,13 +12,23 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
-import platform
 import resource
 import tempfile
 from pathlib import Path
 
+from common import header_lines, write_doc  # benchmarks/common.py (the script's own folder)
+
 ROOT = Path(__file__).resolve().parents[1]
 OUT_MD = ROOT / "docs" / "bench-train.md"
+TABLE_HEAD = "| method | preset | patch | batch | device | s/step | waiting for data | peak RSS MB | when | command |"
+
+
+def table_so_far(previous: str) -> list[str]:
+    """The measurements table of the previous page (header, rows and anything after it); a fresh table if none."""
+    start = previous.find(TABLE_HEAD)
+    if start < 0:
+        return [TABLE_HEAD, "|---|---|---|---|---|---|---|---|---|---|"]
+    return previous[start:].rstrip("\n").split("\n")
 
 
 def main() -> None:
@@ -49,21 +59,22 @@ def main() -> None:
     rec = hist[-1]  # second epoch: warm
     sec = rec["seconds"] / args.iters
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    cmd = (f"`python benchmarks/bench_train.py --method {args.method} --preset {args.preset} --patch "
-           f"{' '.join(map(str, args.patch))} --batch {args.batch} --iters {args.iters}`")
+    command = (f"python benchmarks/bench_train.py --method {args.method} --preset {args.preset} --patch "
+               f"{' '.join(map(str, args.patch))} --batch {args.batch} --iters {args.iters}")
     row = (f"| {args.method} | {args.preset} | {'x'.join(map(str, args.patch))} | {args.batch} | {args.device} "
            f"({torch.get_num_threads()} threads) | {sec:.2f} | {rec['data_fraction']:.0%} | {peak:.0f} | "
-           f"{dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M}, load {os.getloadavg()[0]:.1f} | {cmd} |")
+           f"{dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M}, load {os.getloadavg()[0]:.1f} | `{command}` |")
     print(row)
-    header = ("# Training step time (`benchmarks/bench_train.py`)\n\n"
-              f"Machine: {platform.machine()}, {os.cpu_count()} cores. Seconds per optimiser step of the real trainer "
-              "(augmentation on the device, one DataLoader worker), second epoch. GPU: this script has not been run on one; "
-              "the GPU stages of the bundled weights (one H100, 2026-11-23) logged 2-5 steps/s per training for the tiny "
-              "models at batch 8 (docs/training.md), far below the GPU's capacity.\n\n"
-              "| method | preset | patch | batch | device | s/step | waiting for data | peak RSS MB | when | command |\n"
-              "|---|---|---|---|---|---|---|---|---|---|\n")
-    body = OUT_MD.read_text() if OUT_MD.exists() else header
-    OUT_MD.write_text(body.rstrip("\n") + "\n" + row + "\n")
+    lines = header_lines("Training step time (`benchmarks/bench_train.py`)", command) + [
+        "",
+        "Seconds per optimiser step of the real trainer (augmentation on the device, one DataLoader worker), second epoch. "
+        "The header gives the latest run; every row carries its own date, load and command. GPU: this script has not "
+        "been run on one; the GPU stages of the bundled weights (one H100, 2026-11-23) logged 2-5 steps/s per training "
+        "for the tiny models at batch 8 (docs/training.md), far below the GPU's capacity.",
+        "",
+    ]
+    previous = OUT_MD.read_text() if OUT_MD.exists() else ""
+    write_doc(OUT_MD, lines + table_so_far(previous) + [row])
 
 
 if __name__ == "__main__":

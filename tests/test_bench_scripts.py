@@ -9,8 +9,12 @@ from pathlib import Path
 
 
 def _script(name: str):
-    """A script of benchmarks/ loaded as a module (they are not a package)."""
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    """A script of benchmarks/ loaded as a module (they are not a package); their folder goes on sys.path, as when
+    a script runs, so that their ``from common import ...`` (benchmarks/common.py) resolves."""
+    folder = Path(__file__).resolve().parents[1] / "benchmarks"
+    if str(folder) not in sys.path:
+        sys.path.insert(0, str(folder))
+    path = folder / f"{name}.py"
     spec = importlib.util.spec_from_file_location(f"{name}_script", path)
     mod = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = mod  # dataclasses look their module up there
@@ -197,3 +201,44 @@ def test_common_page_header_and_models_table(tmp_path):
     assert len(table) == 3 and table[2].startswith("| a2fseg-cpu | a2fseg |")
     out = common.write_doc(tmp_path / "p.md", lines)
     assert out.read_text().endswith("`python benchmarks/x.py --y`\n") and not list(tmp_path.glob(".tmp-*"))
+
+
+def test_real_gpu_script_runs_at_toy_scale_on_cpu(tmp_path):
+    """benchmarks/gpu_train_real.sh on CPU at toy scale: the split file keeps its val case out of training, the
+    shared cache is built once, and the archive brings back a weights-only best.pt per job."""
+    import json
+    import os
+    import subprocess
+    import sys
+    import tarfile
+
+    import torch
+
+    from conftest import make_case
+
+    root = Path(__file__).resolve().parents[1]
+    data = tmp_path / "real"
+    for cid in ("BraTS20_Training_001", "BraTS20_Training_002", "BraTS20_Training_003"):
+        make_case(data, cid, shape=(48, 48, 40))
+    (data / "splits.json").write_text(json.dumps({"val": ["BraTS20_Training_003"]}))
+    env = {**os.environ, "PYTHON": sys.executable, "DEVICE": "cpu", "ITERS": "1", "SPACING": "2", "WORKERS": "0",
+           "VAL_EVERY": "1", "WORK": str(tmp_path / "work"), "OMP_NUM_THREADS": "1"}
+    out = tmp_path / "out"
+    subprocess.run(["bash", str(root / "benchmarks" / "gpu_train_real.sh"), str(out), "0.001", str(data),
+                    "a:a2fseg:tiny:16:1:1e-3", "h:hemis:tiny:16:1:1e-3"], cwd=root, env=env, check=True,
+                   capture_output=True, timeout=600)
+    log = (out / "gpu_train_real.log").read_text()
+    assert "(2 train, 1 val)" in log and "0 job(s) failed" in log
+    with tarfile.open(out / "runs.tar.gz") as tar:
+        names = tar.getnames()
+        tar.extractall(tmp_path / "back", filter="data")
+    assert {"runs/a/best.pt", "runs/h/best.pt", "manifest.json"} <= set(names)
+    assert not any(n.endswith("last.pt") for n in names)
+    man = json.loads((tmp_path / "back" / "manifest.json").read_text())
+    assert man["split"]["val"] == ["BraTS20_Training_003"] and "BraTS20_Training_003" not in man["split"]["train"]
+    ck = torch.load(tmp_path / "back" / "runs" / "a" / "best.pt", weights_only=False)
+    assert "optimizer" not in ck and ck["epoch"] >= 1
+    cfg = json.loads((tmp_path / "back" / "runs" / "a" / "config.json").read_text())
+    assert cfg["preset"] == "tiny" and cfg["split_file"].endswith("splits.json") and cfg["target_spacing"] == 2.0
+    cache = next(line.split()[1] for line in log.splitlines() if line.startswith("cache: "))
+    assert f"preprocessing cache: {cache}" in (tmp_path / "work" / "runs" / "a.log").read_text().replace("\n", "")
