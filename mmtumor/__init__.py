@@ -15,4 +15,8 @@ def __getattr__(name: str):
         from . import api
 
         return getattr(api, name)
+    if name == "api":  # ``import mmtumor; mmtumor.api.compare(...)`` without a second import line
+        from . import api
+
+        return api
     raise AttributeError(f"module 'mmtumor' has no attribute {name!r}")
