@@ -11,12 +11,10 @@ __all__ = ["__version__", "MmtumorError", "segment_images", "Segmentation"]
 
 
 def __getattr__(name: str):
+    import importlib
+
     if name in ("segment_images", "Segmentation"):
-        from . import api
-
-        return getattr(api, name)
+        return getattr(importlib.import_module(".api", __name__), name)
     if name == "api":  # ``import mmtumor; mmtumor.api.compare(...)`` without a second import line
-        from . import api
-
-        return api
+        return importlib.import_module(".api", __name__)
     raise AttributeError(f"module 'mmtumor' has no attribute {name!r}")
