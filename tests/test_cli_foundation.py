@@ -73,6 +73,10 @@ def test_import_does_not_load_torch():
 
     code = "import sys, mmtumor, mmtumor.cli, mmtumor.api; print('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"
+    # the API as an attribute of the bare package, lazily (no second import line, still no torch)
+    code = "import sys, mmtumor; f = mmtumor.api.compare, mmtumor.segment_images; print('torch' in sys.modules)"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.stdout.strip() == "False", r.stderr[-500:]
 
 
 def test_error_text_with_brackets_is_not_markup(tmp_path):
