@@ -319,3 +319,29 @@ def test_philips_precise_scaling_like_dcm2niix(tmp_path):
     assert np.allclose(vol, ref.get_fdata(), rtol=1e-6, atol=1e-3) and np.abs(affine - ref.affine).max() < 1e-3
     stored = np.rint((data + 10) / 1.5)
     assert np.allclose(vol[:, ::-1, :], (stored * 1.5 - 10) / (1.5 * 0.02), rtol=1e-6)
+
+
+def test_jpeg2000_check_accepts_every_intact_codestream_in_pydicoms_test_data():
+    """No false alarm: the structural check passes every JPEG 2000 / HTJ2K frame pydicom ships (vendor padding,
+    JP2 wrappers, RGB, multi-tile), so refusing a damaged one never costs a good series."""
+    from pydicom.encaps import generate_frames
+
+    from mmtumor.io.jpeg2000 import check_codestream
+
+    j2k = ("1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.91", "1.2.840.10008.1.2.4.201", "1.2.840.10008.1.2.4.202",
+           "1.2.840.10008.1.2.4.203")
+    checked = 0
+    for f in sorted(PYDICOM_DATA.glob("*.dcm")):
+        try:
+            ds = pydicom.dcmread(f)
+            if str(ds.file_meta.TransferSyntaxUID) not in j2k or "PixelData" not in ds:
+                continue
+            frames = list(generate_frames(ds.PixelData, number_of_frames=int(getattr(ds, "NumberOfFrames", 1) or 1)))
+        except Exception:  # noqa: BLE001 - files pydicom itself cannot parse are not ours to judge
+            continue
+        for frame in frames:
+            check_codestream(frame)
+            checked += 1
+    if not checked:
+        pytest.skip("pydicom's test data holds no JPEG 2000 file")
+    assert checked >= 5

@@ -39,13 +39,14 @@ def _codestream(data: bytes) -> bytes:
 def check_codestream(data: bytes) -> None:
     """Raise ``ValueError`` naming what is wrong when ``data`` is not a structurally intact JPEG 2000 codestream."""
     cs = _codestream(bytes(data))
-    end = len(cs)
-    while end > 2 and cs[end - 1] == 0 and cs[end - 2:end] != b"\xff\xd9":  # DICOM pads fragments to even length
-        end -= 1
-    if end < 4 or int.from_bytes(cs[:2], "big") != SOC:
+    if len(cs) < 4 or int.from_bytes(cs[:2], "big") != SOC:
         raise ValueError("does not start with the SOC marker")
-    if int.from_bytes(cs[end - 2:end], "big") != EOC:
+    eoc = cs.rfind(b"\xff\xd9")
+    padding = cs[eoc + 2:] if eoc >= 0 else b""
+    # DICOM pads a fragment to even length (0x00, some encoders 0xFF): a few such bytes may follow EOC
+    if eoc < 0 or len(padding) > 8 or padding.strip(b"\x00\xff"):
         raise ValueError("does not end with the EOC marker (truncated or overwritten)")
+    end = eoc + 2
     pos = 2
     while True:  # main header: marker segments up to the first tile-part
         if pos + 4 > end:
