@@ -30,12 +30,18 @@ TRAINING_DATA = ("real: the 28 'train' cases of ../shared/data/real-train (BraTS
                  "expert labels, splits.json), initialised from the phantom-trained a2fseg-cpu (its card: phantoms "
                  "only); the 8 'val' cases chose the checkpoint and were never trained on. Cite: " + CITATION)
 
-# name -> (method, train args); every run starts from the phantom-trained weights of its method
+# name -> (method, train args); stage 1 of a method starts from its phantom-trained weights, a later stage (NAME-K)
+# from the shipped weights of the stage before
 RECIPES: dict[str, tuple[str, list[str]]] = {
     "a2fseg-cpu": ("a2fseg", ["--preset", "tiny", "--init-from", "a2fseg-phantom-cpu", "--epochs", "1000",
                               "--iters-per-epoch", "25", "--patch", "64", "64", "64", "--batch", "2", "--lr", "1e-3",
                               "--device", "cpu", "--workers", "1", "--val-every", "8", "--target-spacing", "2",
                               "--dropout-schedule", "uniform"]),
+    # stage 2 (session of 2026-12-03): the shipped stage-1 weights continued, lr halved, validated every 6 epochs
+    "a2fseg-cpu-2": ("a2fseg", ["--preset", "tiny", "--init-from", "a2fseg-cpu", "--epochs", "1000",
+                                "--iters-per-epoch", "25", "--patch", "64", "64", "64", "--batch", "2", "--lr", "5e-4",
+                                "--device", "cpu", "--workers", "1", "--val-every", "6", "--target-spacing", "2",
+                                "--dropout-schedule", "uniform"]),
 }
 
 
