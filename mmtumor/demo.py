@@ -55,6 +55,7 @@ def main(out: str = "demo-output", seed: int = 2026) -> int:
     console.print("Dice against the phantom's ground truth: " + ", ".join(
         f"{k} {v:.2f}" for k, v in dice_against_truth(report["outputs"]["segmentation"], case.label, case.affine).items()))
     console.print(f"[green]preview:[/] {report['outputs'].get('preview')}")
+    console.print(f"[green]report page (open it in a browser):[/] {report['outputs'].get('report_html')}")
     return 0
 
 
