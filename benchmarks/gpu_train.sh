@@ -78,16 +78,7 @@ EOF
   echo "trained: $(( $(date +%s) - t0 )) s"
   nvidia-smi --query-gpu=memory.used --format=csv,noheader || true
   # weights-only checkpoints (no optimizer state) so every run comes back in one small archive
-  $PY - "$WORK/runs" <<'EOF'
-import sys
-from pathlib import Path
-import torch
-for pt in Path(sys.argv[1]).glob("*/*.pt"):
-    ck = torch.load(pt, map_location="cpu", weights_only=False)
-    for k in ("optimizer", "full_model", "scaler", "rng"):
-        ck.pop(k, None)
-    torch.save(ck, pt)
-EOF
+  $PY "$(dirname "$0")/weights_only.py" "$WORK/runs"
   for f in "$WORK"/runs/*.log; do echo "== $f"; tail -4 "$f"; done
   (cd "$WORK" && tar czf "$OUT/runs.tar.gz" --exclude=last.pt runs manifest.json && tar czf "$OUT/last.tar.gz" runs/*/last.pt)
   ls -la "$OUT"

@@ -87,16 +87,7 @@ EOF
   echo "trained: $(( $(date +%s) - t0 )) s, $failed job(s) failed"
   nvidia-smi --query-gpu=memory.used --format=csv,noheader || true
   # weights-only checkpoints (no optimizer state) so every run comes back in one small archive
-  $PY - "$WORK/runs" <<'EOF'
-import sys
-from pathlib import Path
-import torch
-for pt in Path(sys.argv[1]).glob("*/*.pt"):
-    ck = torch.load(pt, map_location="cpu", weights_only=False)
-    for k in ("optimizer", "full_model", "scaler", "rng"):
-        ck.pop(k, None)
-    torch.save(ck, pt)
-EOF
+  $PY "$(dirname "$0")/weights_only.py" "$WORK/runs"
   for f in "$WORK"/runs/*.log; do echo "== $f"; tail -4 "$f"; done
   keep=(--exclude=last.pt)
   [ "${ALL36:-0}" = 1 ] && keep=()  # a refit without validation has no best.pt: its last.pt is the model

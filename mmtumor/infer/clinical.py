@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..io.atomic import atomic_target, write_text_atomic
+from ..io.atomic import write_text_atomic
 from ..io.nifti import write_nifti
 from ..lesions import AtlasFrame, find_lesions, lesion_rows
 from ..modalities import Modality
@@ -176,10 +176,6 @@ def write_measurement_png(path: Path, image: np.ndarray, labels: np.ndarray, aff
     if title:
         fig.suptitle(title, color="white", fontsize=10)
     fig.tight_layout()
-    path = Path(path)
-    try:
-        with atomic_target(path, ".png") as tmp:
-            fig.savefig(tmp, dpi=100, facecolor="black", format="png")
-    finally:
-        plt.close(fig)
-    return path
+    from .preview import save_png
+
+    return save_png(fig, path, dpi=100)

@@ -78,10 +78,17 @@ def write_preview(path: Path | str, images: dict[str, np.ndarray], labels: np.nd
     if title:
         fig.suptitle(title, color="white")
     fig.tight_layout(rect=(0, 0.05, 1, 0.97))
+    return save_png(fig, path, dpi=90)
+
+
+def save_png(fig, path: Path | str, dpi: int) -> Path:
+    """Write a matplotlib figure (black background) atomically and close it: every PNG ``segment`` writes."""
+    import matplotlib.pyplot as plt
+
     path = Path(path)
     try:
         with atomic_target(path, ".png") as tmp:
-            fig.savefig(tmp, dpi=90, facecolor="black", format="png")
+            fig.savefig(tmp, dpi=dpi, facecolor="black", format="png")
     finally:
         plt.close(fig)
     return path
