@@ -210,8 +210,8 @@ def main() -> None:
                 t = time.perf_counter()
                 try:
                     res = api.segment([study], out, weights=weights, options=replace(opts, n4=proto.n4, skull_strip=proto.skull_strip))
-                    if res["failures"]:
-                        raise RuntimeError(res["failures"][0])
+                    if res.failures:
+                        raise RuntimeError(res.failures[0].error)
                 except Exception as exc:  # recorded, not fatal: a failure is a finding
                     rows[name].append({"error": f"{type(exc).__name__}: {exc}"})
                     print(case.case_id, name, "FAILED", exc, flush=True)

@@ -249,9 +249,29 @@ def describe_error(exc: BaseException) -> str:
     return f"unexpected {type(exc).__name__}" + (f": {text}" if text else "")
 
 
+@dataclass
+class PatientFailure:
+    """One patient of a batch that could not be segmented (the batch went on)."""
+
+    patient: str
+    output: str
+    error: str
+
+
+@dataclass
+class SegmentRun:
+    """What ``segment`` returns: one report (``report.json``'s content) per segmented patient, the patients that
+    failed, the weights used and how long loading them took."""
+
+    results: list[dict]
+    failures: list[PatientFailure]
+    weights: dict
+    load_seconds: float
+
+
 def segment(paths: list[Path | str], output: Path | str = "mmtumor-output", *, weights: str | None = None,
             batch_root: Path | str | None = None, explicit: dict | None = None, options=None,
-            on_patient=None, on_step=None) -> dict:
+            on_patient=None, on_step=None) -> SegmentRun:
     """Segment one or more patients with the model loaded once; a failing case is recorded, not fatal.
 
     ``explicit`` maps a Modality to a NIfTI path (overrides detection; single-patient use). ``on_patient(pin)`` is
@@ -301,9 +321,8 @@ def segment(paths: list[Path | str], output: Path | str = "mmtumor-output", *, w
         except Exception as exc:  # noqa: BLE001 - one patient's failure, of whatever kind, must not end a batch
             if len(items) == 1:
                 raise
-            failures.append({"patient": str(item), "output": str(out_dir), "error": describe_error(exc)})
-    return {"results": results, "failures": failures, "weights": predictor.weights_info,
-            "load_seconds": predictor.load_seconds}
+            failures.append(PatientFailure(str(item), str(out_dir), describe_error(exc)))
+    return SegmentRun(results, failures, predictor.weights_info, predictor.load_seconds)
 
 
 def compare(baseline: Path | str, followup: Path | str, output: Path | str = "mmtumor-compare", *,
@@ -329,7 +348,7 @@ def compare(baseline: Path | str, followup: Path | str, output: Path | str = "mm
         made = {}
         for name, p in to_segment.items():
             res = segment([p], work / name, weights=weights, options=options, on_patient=on_patient, on_step=on_step)
-            made[name] = Path(res["results"][0]["outputs"]["report"]).parent
+            made[name] = Path(res.results[0]["outputs"]["report"]).parent
         src = {k: made.get(k, p) for k, p in paths.items()}
         return write_comparison(src["baseline"], src["followup"], output, register=register, include=made)
     finally:
@@ -421,7 +440,7 @@ def segment_images(*, t1=None, t1c=None, t2=None, flair=None, output: Path | str
                 raise InputError(f"{name}: expected a path or a nibabel image, not {type(value).__name__}")
         out_dir = Path(output) if output is not None else work / "output"
         result = segment([], out_dir, weights=weights, explicit=explicit, options=options)
-        report = result["results"][0]
+        report = result.results[0]
         seg = nib.load(report["outputs"]["segmentation"])
         labels = nib.Nifti1Image(np.asanyarray(seg.dataobj), seg.affine, seg.header)  # in memory, file may go
         return Segmentation(labels, dict(report["volumes_ml"]), report, Path(output) if output is not None else None)

@@ -163,13 +163,13 @@ def segment(
     result = api.segment(patients or [], output, weights=weights, batch_root=batch, explicit=explicit, options=opts,
                          on_patient=None if quiet else render_detections)
     if not quiet:
-        for rep in result["results"]:
+        for rep in result.results:
             render_volumes(rep)
-    if result["failures"]:
-        for f in result["failures"]:
-            err.print(f"[bold red]failed:[/] {escape(f['patient'])}: {escape(f['error'])}")
-        err.print(f"[red]{len(result['failures'])} of {len(result['failures']) + len(result['results'])} patient(s) failed[/]")
-        raise typer.Exit(batch_exit_code(len(result["failures"])))
+    if result.failures:
+        for f in result.failures:
+            err.print(f"[bold red]failed:[/] {escape(f.patient)}: {escape(f.error)}")
+        err.print(f"[red]{len(result.failures)} of {len(result.failures) + len(result.results)} patient(s) failed[/]")
+        raise typer.Exit(batch_exit_code(len(result.failures)))
 
 
 @app.command()

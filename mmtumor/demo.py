@@ -49,7 +49,7 @@ def main(out: str = "demo-output", seed: int = 2026) -> int:
     except MmtumorError as exc:
         console.print(f"[bold red]error:[/] {exc}")
         return 1
-    report = result["results"][0]
+    report = result.results[0]
     render_volumes(report)
     # the phantom's truth is known: show how the bundled model did on this synthetic patient
     console.print("Dice against the phantom's ground truth: " + ", ".join(

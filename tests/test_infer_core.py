@@ -34,13 +34,13 @@ def test_segment_and_benchmark_give_bit_identical_labels(phantom, tmp_path):
     (case,) = find_cases(phantom.parent, require_label=True)
     explicit = {Modality.T1C: case.images[Modality.T1C], Modality.FLAIR: case.images[Modality.FLAIR]}
     res = api.segment([], tmp_path / "seg", explicit=explicit, options=SegmentOptions(device="cpu", preview=False))
-    seg = np.asarray(nib.load(res["results"][0]["outputs"]["segmentation"]).dataobj)
+    seg = np.asarray(nib.load(res.results[0]["outputs"]["segmentation"]).dataobj)
     loaded = load_case(case)
     model, meta = load_model(resolve(None), device="cpu")
     bench = predict_subset(model, meta, loaded.image, loaded.present, loaded.affine, parse_subsets("0101")[0])
     assert seg.shape == bench.shape and np.count_nonzero(bench) > 100  # a real answer, not two empty maps
     assert np.array_equal(seg, bench)
-    assert any("BraTS-preprocessed input recognised" in step for step in res["results"][0]["preprocessing"]["steps"])
+    assert any("BraTS-preprocessed input recognised" in step for step in res.results[0]["preprocessing"]["steps"])
 
 
 def test_settings_come_from_the_weights_metadata_with_one_set_of_fallbacks():
