@@ -105,20 +105,26 @@ def find_lesions(labels: np.ndarray, affine: np.ndarray, kind: str = "tumour", f
     sizes = np.bincount(comp.ravel(), minlength=n + 1)[1:]
     keep = [c + 1 for c in np.argsort(-sizes, kind="stable") if sizes[c] * voxel_ml >= min_ml]
     small = [c + 1 for c in range(n) if sizes[c] * voxel_ml < min_ml]
+    from scipy.ndimage import find_objects
+
+    boxes = find_objects(comp)
     numbered = np.zeros(labels.shape, np.int32)
     lesions: list[Lesion] = []
-    for number, c in enumerate(keep, start=1):
-        mask = comp == c
-        numbered[mask] = number
-        lesions.append(_describe(kind, number, mask, labels, affine, frame))
+    for number, c in enumerate(keep, start=1):  # each lesion within its own box: cost follows the lesion's size
+        box = boxes[c - 1]
+        mask = comp[box] == c
+        numbered[box][mask] = number
+        offset = np.array([b.start for b in box], dtype=np.float64)
+        lesions.append(_describe(kind, number, mask, labels[box], offset, affine, frame))
     _nearest(lesions, numbered, affine)
     below = {"count": len(small), "volume_ml": round(float(sum(sizes[c - 1] for c in small) * voxel_ml), 4)}
     return LesionTable(kind, lesions, below), numbered
 
 
-def _describe(kind: str, number: int, mask: np.ndarray, labels: np.ndarray, affine: np.ndarray,
+def _describe(kind: str, number: int, mask: np.ndarray, labels: np.ndarray, offset: np.ndarray, affine: np.ndarray,
               frame: AtlasFrame) -> Lesion:
-    idx = np.argwhere(mask).astype(np.float64)
+    """One lesion from its mask and labels inside its bounding box (``offset``: the box's first voxel)."""
+    idx = np.argwhere(mask).astype(np.float64) + offset
     world = _apply(affine, idx)
     centroid = world.mean(axis=0)
     vols = {k: round(v, 4) for k, v in volumes_ml(np.where(mask, labels, 0), affine).items()}

@@ -153,6 +153,15 @@ def _perpendicular(slice_mask: np.ndarray, plane: _Plane, a: np.ndarray, b: np.n
 def measure_lesion(mask: np.ndarray, affine: np.ndarray, number: int = 1) -> Measurement:
     """RANO bidimensional measurement of one lesion (a 3-D mask on the grid ``affine`` describes)."""
     mask = np.asarray(mask, bool)
+    if not mask.any():
+        raise ValueError("empty lesion mask")
+    from .voxels import bbox_of
+
+    box = bbox_of(mask, margin=1)  # measure inside the lesion's box: same geometry, a fraction of the voxels
+    start = np.array([b.start for b in box], dtype=float)
+    mask = mask[box]
+    affine = np.asarray(affine, float).copy()
+    affine[:3, 3] = affine[:3, :3] @ start + affine[:3, 3]
     axis = axial_axis(affine)
     plane = _Plane(affine, axis)
     counts = mask.sum(axis=tuple(a for a in range(3) if a != axis))
@@ -180,7 +189,7 @@ def measure_lesion(mask: np.ndarray, affine: np.ndarray, number: int = 1) -> Mea
     ends = tuple(tuple(round(float(v), 2) for v in w) for w in plane.to_world(int(k), np.stack([p, q])))
     perp_ends = (tuple(tuple(round(float(v), 2) for v in w) for w in plane.to_world(int(k), np.stack([r, s])))
                  if r is not None else None)
-    return Measurement(lesion=number, slice_index=int(k), slices=int(len(ks)), longest_mm=round(length, 1),
+    return Measurement(lesion=number, slice_index=int(k + start[axis]), slices=int(len(ks)), longest_mm=round(length, 1),
                        perpendicular_mm=round(perp, 1), product_mm2=round(length * perp, 1),
                        measurable=not reasons, reason="; ".join(reasons) or "measurable",
                        longest_endpoints_ras=ends, perpendicular_endpoints_ras=perp_ends)  # type: ignore[arg-type]
