@@ -11,37 +11,9 @@ from typer.testing import CliRunner
 
 from mmtumor.cli import app
 
+from conftest import small_brain_case
+
 runner = CliRunner()
-
-
-def small_brain_case(root: Path, i: int) -> Path:
-    """A skull-stripped-looking 1 mm case of the smallest brain the pipeline accepts (an ellipsoid of about 0.5 L in
-    a 116 x 116 x 90 grid): co-registered on one grid, so preprocessing takes BraTS's lossless path and the sweep
-    costs an eighth of a 240 x 240 x 155 phantom. Named like phantoms (Synth_*): a phantom data set to the report."""
-    import nibabel as nib
-    import numpy as np
-    from scipy.ndimage import gaussian_filter
-
-    rng = np.random.default_rng(1000 + i)
-    shape = (116, 116, 90)
-    g = np.stack(np.meshgrid(*[np.arange(n) - (n - 1) / 2 for n in shape], indexing="ij"))
-    brain = (g[0] / 54) ** 2 + (g[1] / 54) ** 2 + (g[2] / 42) ** 2 <= 1
-    c = np.array([12.0 - 8 * i, -6.0 + 5 * i, 4.0])
-    r = np.sqrt(((g - c[:, None, None, None]) ** 2).sum(0))
-    label = np.zeros(shape, np.uint8)
-    label[brain & (r <= 16)] = 2
-    label[brain & (r <= 10)] = 4
-    label[brain & (r <= 6)] = 1
-    folder = root / f"Synth_{i:05d}"
-    folder.mkdir(parents=True)
-    aff = np.diag([-1.0, -1.0, 1.0, 1.0])
-    for k, name in enumerate(("t1", "t1ce", "t2", "flair")):
-        tissue = 400 + 200 * gaussian_filter(rng.standard_normal(shape), 3)
-        tissue += np.choose(label, [0, 150 * (k - 1.5), 300 * (k >= 2), 0, 500 * (k == 1)])
-        img = np.where(brain, tissue + 20 * rng.standard_normal(shape), 0).astype(np.float32)
-        nib.save(nib.Nifti1Image(img, aff), str(folder / f"Synth_{i:05d}_{name}.nii.gz"))
-    nib.save(nib.Nifti1Image(label, aff), str(folder / f"Synth_{i:05d}_seg.nii.gz"))
-    return folder
 
 
 @pytest.fixture(scope="module")
