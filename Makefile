@@ -22,8 +22,10 @@ install: $(VENV)/.installed
 demo: install
 	$(PY) -m mmtumor.demo
 
+# two workers: the suite's long tests (learning, skull-on, benchmark) overlap on a 2-core machine (tests/conftest.py
+# gives each worker one torch thread); `$(PY) -m pytest -q -p no:xdist` runs it in one process
 test: install
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2
 
 # every weights-dependent table of docs/benchmarks.md with the current weights (long: ~2 h on a 2-core CPU; run it on
 # an idle machine, the timings are reported)
