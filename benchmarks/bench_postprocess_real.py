@@ -30,22 +30,31 @@ ET_VOXELS = (0, 50, 100, 200, 400)
 REGIONS = ("WT", "TC", "ET")
 
 
-def scores_for(raw: np.ndarray, pre, truth_regions: np.ndarray) -> dict[tuple[float, int], list[float]]:
-    """Dice (WT, TC, ET) of every threshold pair for one prediction with both rules off."""
-    from mmtumor.labels import labels_to_regions
+def scores_for(raw: np.ndarray, pre, truth: np.ndarray) -> dict[tuple[float, int], list[float]]:
+    """Dice (WT, TC, ET) of every threshold pair for one prediction with both rules off.
+
+    The val cases are BraTS-preprocessed: their working grid is the native grid reoriented (no interpolation), so the
+    rules give the same voxels applied after the way back; both label maps are cropped to the box holding every
+    predicted and true tumour voxel (components, ET counts and Dice are unchanged by the crop)."""
+    from mmtumor.labels import ET, labels_to_regions
     from mmtumor.metrics import dice
     from mmtumor.postprocess import drop_small_components, relabel_small_et
     from mmtumor.preprocess import to_native
+    from mmtumor.voxels import bbox_of
 
-    from mmtumor.labels import ET
+    if not pre.brats_preprocessed:
+        raise SystemExit("this sweep assumes BraTS-preprocessed cases (working grid = native grid reoriented)")
+    native = to_native(raw, pre, order=0).astype(np.uint8)
+    box = bbox_of((native > 0) | (truth > 0), margin=1)
+    native, truth_regions = native[box], labels_to_regions(truth[box])
 
     def score(labels: np.ndarray) -> list[float]:
-        regions = labels_to_regions(to_native(labels, pre, order=0).astype(np.uint8))
+        regions = labels_to_regions(labels)
         return [dice(regions[i], truth_regions[i]) for i in range(3)]
 
     out = {}
     for frac in FRACTIONS:
-        kept = drop_small_components(raw, frac) if frac > 0 else raw
+        kept = drop_small_components(native, frac) if frac > 0 else native
         n_et = int(np.count_nonzero(kept == ET))
         as_kept = score(kept)
         relabelled = None  # the total-ET rule either relabels every ET voxel or none: two outcomes at most
@@ -64,7 +73,6 @@ def main() -> None:
     from mmtumor.benchmark import prepare_subset, select_cases
     from mmtumor.infer.core import InferenceSettings, predict_case
     from mmtumor.io.dataset import load_case
-    from mmtumor.labels import labels_to_regions
     from mmtumor.modalities import SUBSETS
     from mmtumor.weights import load_model, resolve
 
@@ -88,7 +96,7 @@ def main() -> None:
     per: dict[tuple[float, int], dict[str, list[list[float]]]] = {}
     for ci, case in enumerate(cases):
         loaded = load_case(case)
-        truth = labels_to_regions(loaded.label)
+        truth = loaded.label
         for subset in SUBSETS:
             prep = prepare_subset(loaded.image, loaded.present, loaded.affine, subset)
             raw = predict_case(model, prep.pre, settings, "cpu").labels
