@@ -31,6 +31,7 @@ test: install
 # an idle machine, the timings are reported)
 bench: install
 	$(PY) benchmarks/bench_real.py --weights a2fseg-cpu a2fseg-phantom-cpu
+	$(PY) benchmarks/bench_postprocess_real.py --weights a2fseg-cpu
 	$(PY) benchmarks/bench_models.py --update-cards
 	$(PY) benchmarks/bench_et_threshold.py
 	$(PY) benchmarks/sim2real.py --weights weights/a2fseg-cpu.safetensors --note "bundled default as segment runs it"
