@@ -78,11 +78,9 @@ def load_time_point(folder: Path | str) -> TimePoint:
 
 def _measure(tp: TimePoint) -> tuple[dict, dict, np.ndarray, np.ndarray]:
     from .infer.clinical import measure_case
-    from .lesions import find_lesions
 
-    lesions, rano, enhancing = measure_case(tp.labels, tp.affine, parse_modality(tp.reference))
-    _, tumour = find_lesions(tp.labels, tp.affine, "tumour")
-    return lesions, rano, tumour, enhancing
+    lesions, rano, maps = measure_case(tp.labels, tp.affine, parse_modality(tp.reference))
+    return lesions, rano, maps["tumour"], maps["enhancing"]
 
 
 def _match(base_on_follow: np.ndarray, follow: np.ndarray, n_base: int) -> dict:

@@ -160,21 +160,22 @@ def _nearest(lesions: list[Lesion], numbered: np.ndarray, affine: np.ndarray) ->
         les.nearest_lesion = int(owner[~mine][j[best]])
 
 
-def lesion_rows(tables: list[LesionTable], measurements: dict[int, dict] | None = None) -> list[dict]:
-    """Flat rows for lesions.csv: one per lesion of every table; RANO columns on enhancing lesions."""
+def lesion_rows(tables: list[dict], measurements: dict[int, dict] | None = None) -> list[dict]:
+    """Flat rows for lesions.csv from ``LesionTable.as_dict()`` tables: one per lesion; RANO columns on enhancing
+    lesions."""
     measurements = measurements or {}
     rows = []
     for table in tables:
-        for les in table.lesions:
-            row = {"kind": les.kind, "lesion": les.number, "voxels": les.voxels,
-                   **{f"{k}_ml": les.volumes_ml[k] for k in ("WT", "TC", "ET", "NCR", "ED")},
-                   **{f"centroid_{a}_ras_mm": v for a, v in zip("xyz", les.centroid_ras_mm)},
-                   **{f"centroid_{a}_atlas_mm": (v if les.centroid_atlas_mm else "")
-                      for a, v in zip("xyz", les.centroid_atlas_mm or ("", "", ""))},
-                   "hemisphere": les.hemisphere,
-                   "crosses_midline": "" if les.crosses_midline is None else les.crosses_midline,
-                   "nearest_lesion": les.nearest_lesion or "", "nearest_lesion_mm": les.nearest_lesion_mm or ""}
-            m = measurements.get(les.number) if les.kind == "enhancing" else None
+        for les in table["lesions"]:
+            atlas = les["centroid_atlas_mm"]
+            row = {"kind": les["kind"], "lesion": les["number"], "voxels": les["voxels"],
+                   **{f"{k}_ml": les["volumes_ml"][k] for k in ("WT", "TC", "ET", "NCR", "ED")},
+                   **{f"centroid_{a}_ras_mm": v for a, v in zip("xyz", les["centroid_ras_mm"])},
+                   **{f"centroid_{a}_atlas_mm": v for a, v in zip("xyz", atlas or ("", "", ""))},
+                   "hemisphere": les["hemisphere"],
+                   "crosses_midline": "" if les["crosses_midline"] is None else les["crosses_midline"],
+                   "nearest_lesion": les["nearest_lesion"] or "", "nearest_lesion_mm": les["nearest_lesion_mm"] or ""}
+            m = measurements.get(les["number"]) if les["kind"] == "enhancing" else None
             row.update({"longest_diameter_mm": m["longest_mm"] if m else "",
                         "perpendicular_diameter_mm": m["perpendicular_mm"] if m else "",
                         "product_mm2": m["product_mm2"] if m else "", "measurable": m["measurable"] if m else "",

@@ -81,7 +81,7 @@ def test_rows_carry_measurements_on_enhancing_lesions():
     lab, aff = _two_cubes()
     tumour, _ = find_lesions(lab, aff, "tumour")
     enh, _ = find_lesions(lab, aff, "enhancing")
-    rows = lesion_rows([tumour, enh], {1: {"longest_mm": 14.1, "perpendicular_mm": 10.0, "product_mm2": 141.0,
+    rows = lesion_rows([tumour.as_dict(), enh.as_dict()], {1: {"longest_mm": 14.1, "perpendicular_mm": 10.0, "product_mm2": 141.0,
                                            "measurable": True, "target": True}})
     assert [r["kind"] for r in rows] == ["tumour", "tumour", "enhancing"]
     assert rows[0]["longest_diameter_mm"] == "" and rows[2]["longest_diameter_mm"] == 14.1

@@ -49,9 +49,9 @@ def atlas_frame(pre, image: np.ndarray | None = None) -> AtlasFrame:
 
 
 def measure_case(labels: np.ndarray, affine: np.ndarray, reference: Modality, frame: AtlasFrame | None = None
-                 ) -> tuple[dict, dict, np.ndarray]:
-    """(lesions, rano, enhancing-lesion map) for internal ``labels`` on the reference's native grid."""
-    tumour, _ = find_lesions(labels, affine, "tumour", frame)
+                 ) -> tuple[dict, dict, dict[str, np.ndarray]]:
+    """(lesions, rano, lesion-number maps per kind) for internal ``labels`` on the reference's native grid."""
+    tumour, tumour_map = find_lesions(labels, affine, "tumour", frame)
     enhancing, numbered = find_lesions(labels, affine, "enhancing", frame)
     rano = measure(numbered, affine)
     rano["grid"] = ("T1c native grid" if reference is Modality.T1C else
@@ -61,16 +61,13 @@ def measure_case(labels: np.ndarray, affine: np.ndarray, reference: Modality, fr
                "atlas": frame.name if frame else None,
                "rules": "26-connected components of the whole tumour (NCR+ED+ET) and of ET alone; components under "
                         "0.05 mL are counted in below_minimum, not listed; numbered by volume, largest first"}
-    return lesions, rano, numbered
+    return lesions, rano, {"tumour": tumour_map, "enhancing": numbered}
 
 
 def write_lesions_csv(out_dir: Path, lesions: Mapping, rano: Mapping) -> Path:
     """``lesions.csv``: one row per lesion (tumour lesions, then enhancing lesions with their RANO columns)."""
-    from ..lesions import LesionTable, Lesion
-
-    tables = [LesionTable(k, [Lesion(**les) for les in lesions[k]["lesions"]]) for k in ("tumour", "enhancing")]
     by_lesion = {m["lesion"]: m for m in rano["measurements"]}
-    rows = lesion_rows(tables, by_lesion)
+    rows = lesion_rows([lesions["tumour"], lesions["enhancing"]], by_lesion)
     fields = list(rows[0]) if rows else ["kind", "lesion"]
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=fields)
