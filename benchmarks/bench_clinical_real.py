@@ -33,7 +33,7 @@ import shutil
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -118,7 +118,6 @@ def main() -> None:
     import torch
 
     from mmtumor import api
-    from mmtumor.infer.predictor import SegmentOptions
     from mmtumor.io.dataset import find_cases, load_case
     from mmtumor.labels import labels_to_regions
     from mmtumor.modalities import Modality
@@ -149,7 +148,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     weights = None if args.weights == "default" else args.weights
     rw = resolve(weights)
-    opts = SegmentOptions(device="cpu", preview=False, threads=args.threads)
+    flags = dict(device="cpu", preview=False, threads=args.threads)  # segment's own defaults otherwise
     work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="mmtumor-clinical-"))
     work.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
@@ -166,8 +165,8 @@ def main() -> None:
             # the BraTS files themselves (what the existing real-scan tables measure)
             out = work / case.case_id / "nifti"
             t = time.perf_counter()
-            api.segment([], out, weights=weights, options=opts,
-                        explicit={m: case.images[m] for m in (Modality.T1C, Modality.FLAIR)})
+            api.segment(None, out, weights=weights, t1c=case.images[Modality.T1C], flair=case.images[Modality.FLAIR],
+                        **flags)
             rows["nifti"].append(_score(out, ref, lc.affine, time.perf_counter() - t))
             print(case.case_id, "nifti", _fmt(rows["nifti"][-1]), flush=True)
 
@@ -209,7 +208,7 @@ def main() -> None:
                 out = work / case.case_id / name
                 t = time.perf_counter()
                 try:
-                    res = api.segment([study], out, weights=weights, options=replace(opts, n4=proto.n4, skull_strip=proto.skull_strip))
+                    res = api.segment([study], out, weights=weights, **dict(flags, n4=proto.n4, skull_strip=proto.skull_strip))
                     if res.failures:
                         raise RuntimeError(res.failures[0].error)
                 except Exception as exc:  # recorded, not fatal: a failure is a finding

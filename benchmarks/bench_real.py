@@ -26,11 +26,27 @@ PAPER = ROOT.parent / "shared" / "papers" / "a2fseg-table1.csv"
 PAPER_COLUMNS = ("A2FSeg (paper BraTS2020)", "mmFormer (paper BraTS2020)", "HeMIS (paper BraTS2020)")
 
 
+def summary_table(dice: dict) -> list[str]:
+    """One line per model and paper column: mean of the 15 subsets, all four modalities, T1c+FLAIR (WT / TC / ET)."""
+    rows = {r["subset_code"]: r for r in dice["rows"]}
+
+    def cells(block: str, kind: str, name: str) -> str:
+        """WT / TC / ET of one model (kind "values") or paper column ("reference"); block "mean" or a subset code."""
+        source = dice["mean"] if block == "mean" else rows.get(block)
+        vals = [source[kind][region].get(name) if source else None for region in ("WT", "TC", "ET")]
+        return " / ".join(f"{v:.3f}" if v is not None else "–" for v in vals)
+
+    lines = ["**Summary** (Dice, WT / TC / ET)", "", "| model | mean of 15 subsets | all four | T1c + FLAIR |", "|---|---|---|---|"]
+    for kind, names, label in (("values", dice["methods"], "{}"), ("reference", dice["reference_labels"], "_{} (paper)_")):
+        for name in names:
+            lines.append(f"| {label.format(name)} | " + " | ".join(cells(b, kind, name) for b in ("mean", "1111", "0101")) + " |")
+    return lines
+
+
 def main() -> None:
     import torch
 
     from mmtumor import api
-    from mmtumor.benchmark import BenchmarkOptions
     from mmtumor.metrics import aggregate
     from mmtumor.report import build_table, load_reference_csv, to_markdown
     from mmtumor.weights import list_models
@@ -49,27 +65,28 @@ def main() -> None:
         sys.exit(f"real training data not found: {args.data}")
     torch.set_num_threads(args.threads)
     weights = args.weights or [m.name for m in list_models() if m.source == "bundled"]
-    opts = BenchmarkOptions(split=args.split, split_file=str(args.data / "splits.json"), device="cpu",
-                            max_cases=args.max_cases, reference=str(PAPER) if PAPER.is_file() else None)
-    result = api.benchmark(args.data, weights, None, args.out, opts,
-                           lambda desc, n, total: print(f"\r{n}/{total} {desc[:70]:70s}", end="", flush=True))
+    result = api.benchmark(args.data, weights=weights, split=args.split, split_file=args.data / "splits.json",
+                           device="cpu", max_cases=args.max_cases, reference=PAPER if PAPER.is_file() else None,
+                           output=args.out,
+                           progress=lambda desc, n, total: print(f"\r{n}/{total} {desc[:70]:70s}", end="", flush=True))
     print()
     names = dict(r.split("=", 1) for r in args.rename)
-    records = [dict(r, method=names.get(r["method"], r["method"])) for r in result["records"]]
+    records = [dict(r, method=names.get(r["method"], r["method"])) for r in result.records]
     agg = aggregate(records)
-    shown = [names.get(n, n) for n in dict.fromkeys(r["method"] for r in result["records"])]
+    shown = [names.get(n, n) for n in dict.fromkeys(r["method"] for r in result.records)]
     paper = load_reference_csv(PAPER) if PAPER.is_file() else {}
-    paper = {k: v for k, v in paper.items() if k in PAPER_COLUMNS}
+    # the table marks published columns "(paper)" itself
+    paper = {k.replace(" (paper BraTS2020)", " BraTS2020"): v for k, v in paper.items() if k in PAPER_COLUMNS}
     dice = build_table(agg, "dice", shown, reference=paper)
     hd95 = build_table(agg, "hd95", shown)
-    n_cases = result["meta"]["cases"]
+    n_cases = result.meta["cases"]
     command = "python benchmarks/bench_real.py" + (f" --weights {' '.join(args.weights)}" if args.weights else "") + (
         f" --rename {' '.join(args.rename)}" if args.rename else "")
     lines = header_lines("Real validation cases: every model over the 15 modality subsets", command) + [
         f"- data: the `{args.split}` cases of `splits.json` in `../shared/data/real-train/` ({n_cases} real BraTS "
         "2018-2021 patients, expert labels, skull-stripped, 1 mm); never trained on. They chose each real-trained "
-        "model's checkpoint (best.pt), so its figures are somewhat optimistic; the post-processing thresholds were "
-        "chosen earlier on the six BraTS 2013 cases. The team's own held-out cases are the unbiased check.",
+        "model's checkpoint (best.pt) and the post-processing thresholds (docs/bench-postprocess-real.md), so its "
+        "figures are somewhat optimistic. The team's own held-out cases are the unbiased check.",
         "- path: `mmtumor benchmark` = the inference core `segment` runs (docs/segment.md), its default "
         "post-processing; mean over cases per subset, then over the 15 subsets (BraTS conventions: Dice 1 when both "
         "are empty, HD95 373.13 mm when exactly one is).",
@@ -78,8 +95,11 @@ def main() -> None:
         "",
         models_table(shown),
         "",
-        to_markdown(dice, "Dice (mean over cases)"),
+        *summary_table(dice),
         "",
+        # one table per region: with every bundled model and the paper's columns side by side, a single table is too wide
+        *[line for region in dice["regions"]
+          for line in (to_markdown(dict(dice, regions=[region]), f"{region} Dice (mean over cases)"), "")],
         to_markdown(hd95, "HD95 in mm (mean over cases)"),
         "",
     ]

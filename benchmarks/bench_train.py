@@ -55,7 +55,7 @@ def main() -> None:
         cfg = resolve_config(args.method, data, Path(tmp) / "run", None, preset=args.preset, epochs=2, iters_per_epoch=args.iters,
                              patch=tuple(args.patch), batch=args.batch, device=args.device, workers=1, val_every=0,
                              cache_dir=str(Path(tmp) / "cache"))
-        hist = Trainer(cfg, quiet=True).fit()["history"]
+        hist = Trainer(cfg, quiet=True).fit().history
     rec = hist[-1]  # second epoch: warm
     sec = rec["seconds"] / args.iters
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -1,7 +1,8 @@
 """Real-data weights: the recipe, and the one command that ships a real-trained run as a bundled model.
 
-    python benchmarks/real_weights.py train NAME [--minutes 95]        # the recipe's training run (runs/real/NAME)
+    python benchmarks/real_weights.py train NAME... [--minutes 95]     # the recipes' training runs (runs/real/NAME), in turn
     python benchmarks/real_weights.py keep-phantom                     # a2fseg-cpu -> a2fseg-phantom-cpu (kept, unchanged)
+    python benchmarks/real_weights.py keep-phantom-figures NAME SOURCE # NAME's card keeps SOURCE's phantom figures
     python benchmarks/real_weights.py ship RUN NAME --report DIR [--default]
         # RUN's best.pt -> weights/NAME, with the training data and its citations, the val Dice per subset from
         # DIR/per_case.csv (a `benchmarks/bench_real.py` sweep of RUN's export) as the card's expected Dice
@@ -26,9 +27,25 @@ WEIGHTS = ROOT / "weights"
 CITATION = ("Menze et al., IEEE TMI 34(10) 2015; Bakas et al., Scientific Data 4:170117, 2017; Bakas et al., "
             "arXiv:1811.02629, 2018; TCGA-derived cases (TCIA names) under The Cancer Imaging Archive's data usage "
             "policy (TCGA-GBM / TCGA-LGG, CC BY 3.0)")
-TRAINING_DATA = ("real: the 28 'train' cases of ../shared/data/real-train (BraTS 2018/2019/2021 training cases with "
-                 "expert labels, splits.json), initialised from the phantom-trained a2fseg-cpu (its card: phantoms "
-                 "only); the 8 'val' cases chose the checkpoint and were never trained on. Cite: " + CITATION)
+
+
+def training_data(init_from: str) -> str:
+    """The card's training-data line of a real-trained model started from ``init_from``'s phantom-trained weights."""
+    return ("real: the 28 'train' cases of ../shared/data/real-train (BraTS 2018/2019/2021 training cases with expert "
+            f"labels, splits.json), initialised from the phantom-trained {init_from} (figures under 'Before real "
+            "data'); the 8 'val' cases chose the checkpoint and were never trained on. Cite: " + CITATION)
+
+
+def phantom_figures(previous: dict) -> dict:
+    """What a real-trained card keeps of the phantom-trained weights it replaces: their training data and figures.
+
+    A later real stage carries the block of the stage before; a phantom model's own metrics become the block."""
+    metrics = previous.get("metrics") or {}
+    if str(previous.get("training_data", "")).startswith("real:"):
+        return dict(metrics.get("phantom") or {})
+    return {"training_data": previous.get("training_data"), "expected_dice": metrics.get("expected_dice") or {},
+            "expected_dice_source": metrics.get("expected_dice_source", "held-out phantoms"),
+            "real": metrics.get("real") or {}}
 
 # name -> (method, train args); stage 1 of a method starts from its phantom-trained weights, a later stage (NAME-K)
 # from the shipped weights of the stage before
@@ -44,12 +61,29 @@ RECIPES: dict[str, tuple[str, list[str]]] = {
                                 "--dropout-schedule", "uniform"]),
 }
 
+# stage 1 of every other bundled method (session of 2026-12-03, second half): the default's stage-1 recipe from the
+# method's own phantom-trained weights; the uniform schedule over the 15 subsets for all, so that the table compares
+# methods rather than schedules
+_STAGE1 = ["--preset", "tiny", "--epochs", "1000", "--iters-per-epoch", "25", "--patch", "64", "64", "64", "--batch",
+           "2", "--lr", "1e-3", "--device", "cpu", "--workers", "1", "--val-every", "8", "--target-spacing", "2",
+           "--dropout-schedule", "uniform"]
+for _name, _method, _extra in [("a2fseg-avg-cpu", "a2fseg-avg", []), ("a2fseg-medmap-cpu", "a2fseg", ["--align", "medmap"]),
+                               ("robustseg-cpu", "robustseg", []), ("hemis-cpu", "hemis", []),
+                               ("mmformer-cpu", "mmformer", []), ("unet-cpu", "unet", []),
+                               ("master-assistant-cpu", "master-assistant", [])]:
+    RECIPES[_name] = (_method, [*_STAGE1, "--init-from", _name, *_extra])
+
 
 def train(args) -> None:
-    method, extra = RECIPES[args.name]
-    run = ROOT / "runs" / "real" / args.name
+    for name in args.name:
+        _train_one(name, args.minutes)
+
+
+def _train_one(name: str, minutes: float) -> None:
+    method, extra = RECIPES[name]
+    run = ROOT / "runs" / "real" / name
     cmd = [sys.executable, "-m", "mmtumor", "train", str(DATA), "--split-file", str(DATA / "splits.json"), "--method",
-           method, "-o", str(run), "--time-limit", str(args.minutes), *extra, "-q"]
+           method, "-o", str(run), "--time-limit", str(minutes), *extra, "-q"]
     print(" ".join(cmd), flush=True)
     subprocess.run(cmd, check=True)
 
@@ -84,6 +118,16 @@ def val_dice(report_dir: Path, model: str) -> dict[str, dict[str, float]]:
     return dict(out)
 
 
+def keep_phantom_figures(args) -> None:
+    """Give a real-trained model's card the figures of the phantom model it started from (kept under another name)."""
+    from mmtumor.weights import resolve, update_meta
+
+    rw = resolve(args.name)
+    metrics = dict(rw.meta.get("metrics") or {}, phantom=phantom_figures(resolve(args.source).meta))
+    update_meta(WEIGHTS, args.name, metrics=metrics)
+    print(f"weights/{args.name}: phantom figures from {args.source}")
+
+
 def ship(args) -> None:
     from mmtumor.weights import export_run, resolve
 
@@ -92,7 +136,7 @@ def ship(args) -> None:
         sys.exit(f"{args.report} holds {len(table)} subsets for {args.bench_name or args.name}, not 15")
     cases = json.loads((Path(args.report) / "report.json").read_text())["meta"]["cases"]
     meta = {
-        "training_data": TRAINING_DATA,
+        "training_data": training_data(args.name),
         "description": args.description,
         "metrics": {"expected_dice": table,
                     "expected_dice_source": f"{cases} real validation cases (splits.json 'val'), mean over cases, "
@@ -102,6 +146,9 @@ def ship(args) -> None:
     previous = resolve(args.name).meta if (WEIGHTS / f"{args.name}.json").exists() else {}
     same_kind = str(previous.get("training_data", "")).startswith("real:")  # a phantom model's rows are not ours
     meta["metrics"]["real"] = dict((previous.get("metrics") or {}).get("real") or {}) if same_kind else {}
+    meta["metrics"]["phantom"] = phantom_figures(previous)
+    if same_kind:  # a later stage: the card names the start of the whole chain, not the stage before
+        meta["training_data"] = previous["training_data"]
     for key, wt, tc, et in args.real_row or []:
         meta["metrics"]["real"][key] = {"WT": float(wt), "TC": float(tc), "ET": float(et)}
     rw = export_run(Path(args.run), WEIGHTS, args.name, meta=meta, default=args.default)
@@ -112,9 +159,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
     t = sub.add_parser("train")
-    t.add_argument("name", choices=sorted(RECIPES))
-    t.add_argument("--minutes", type=float, default=95)
+    t.add_argument("name", nargs="+", choices=sorted(RECIPES), help="one or more recipes, trained one after another")
+    t.add_argument("--minutes", type=float, default=95, help="time limit of each run")
     sub.add_parser("keep-phantom")
+    k = sub.add_parser("keep-phantom-figures")
+    k.add_argument("name")
+    k.add_argument("source")
     s = sub.add_parser("ship")
     s.add_argument("run")
     s.add_argument("name")
@@ -125,7 +175,8 @@ def main() -> None:
     s.add_argument("--real-row", nargs=4, action="append", metavar=("NAME", "WT", "TC", "ET"),
                    help="a real-scan figure measured for this model (e.g. the six BraTS 2013 cases)")
     args = ap.parse_args()
-    {"train": train, "keep-phantom": keep_phantom, "ship": ship}[args.cmd](args)
+    {"train": train, "keep-phantom": keep_phantom, "keep-phantom-figures": keep_phantom_figures,
+     "ship": ship}[args.cmd](args)
 
 
 if __name__ == "__main__":

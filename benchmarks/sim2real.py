@@ -35,11 +35,10 @@ def add_row(markdown: str, row: str) -> str:
 
 def score_real(weights: str, report_dir: Path, subsets: str = "0101", tta: bool = False) -> dict:
     from mmtumor.api import benchmark
-    from mmtumor.benchmark import BenchmarkOptions
 
-    res = benchmark(REAL, [weights], output=report_dir, options=BenchmarkOptions(split="all", subsets=subsets, overlap=0.5, tta=tta))
+    res = benchmark(REAL, weights=[weights], output=report_dir, split="all", subsets=subsets, tta=tta)
     agg = {}
-    for r in res["records"]:
+    for r in res.records:
         agg.setdefault(r["region"], []).append(r["dice"])
     return {k: round(sum(v) / len(v), 4) for k, v in agg.items()}
 
@@ -77,7 +76,7 @@ def main() -> None:
         if args.phantoms is None:
             write_dataset(data, args.cases, seed=1000, shape=tuple(args.shape), randomize=True)
         run = work / f"run-{args.method}"
-        api.train(data, method=args.method, run_dir=run, preset="tiny", epochs=args.epochs, iters_per_epoch=args.iters,
+        api.train(data, method=args.method, output=run, preset="tiny", epochs=args.epochs, iters_per_epoch=args.iters,
                   patch=tuple(args.patch), batch=2, lr=args.lr, device=args.device, workers=1, val_every=0,
                   target_spacing=args.spacing, quiet=True)
         weights = str(export_run(run, work / "weights", f"sim2real-{args.method}").weights_path)

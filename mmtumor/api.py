@@ -12,6 +12,7 @@ from .io.dataset import Case, discover_cases, label_scheme_of, load_or_create_ma
 from .io.nifti import load_header, voxel_spacing
 from .labels import LABEL_NAMES
 from .modalities import MODALITIES
+from .results import BenchmarkResult, CompareResult, ConvertResult, InspectResult, TrainResult
 
 
 def _inspect_case(case: Case) -> dict:
@@ -63,7 +64,7 @@ def _inspect_case(case: Case) -> dict:
     return row
 
 
-def inspect(path: Path | str) -> dict:
+def inspect(path: Path | str) -> InspectResult:
     """Describe a NIfTI folder: cases, modalities, geometry, labels and problems (never raises for per-case issues).
 
     A folder of DICOM files (and no NIfTI) is described series by series instead (see :func:`inspect_dicom`).
@@ -77,30 +78,48 @@ def inspect(path: Path | str) -> dict:
     if not cases:
         hint = f"; {len(unknown)} NIfTI files have unrecognised names" if unknown else ""
         raise NoCasesError(f"no cases found in {path}{hint}")
-    return {
-        "root": str(path),
-        "label_names": {str(k): v for k, v in LABEL_NAMES.items()},
-        "cases": [_inspect_case(c) for c in cases],
-        "unrecognised": [str(p) for p in unknown],
-    }
+    rows = [_inspect_case(c) for c in cases]
+    document = {"kind": "nifti", "root": str(path), "label_names": {str(k): v for k, v in LABEL_NAMES.items()},
+                "cases": rows, "unrecognised": [str(p) for p in unknown]}
+    return InspectResult("nifti", path, cases=rows, unrecognised=list(unknown), document=document)
 
 
-def inspect_dicom(path: Path | str, progress=None) -> dict:
+def inspect_dicom(path: Path | str, progress=None) -> InspectResult:
     """DICOM study: every series with orientation, size, spacing, detected modality, confidence, reasons, problems."""
     from .convert import study_report
 
-    return study_report(path, progress)[3]
+    document = study_report(path, progress)[3]
+    return InspectResult("dicom", Path(document["root"]), series=document["series"], document=document)
 
 
-def convert(dicom_dir: Path | str, out_dir: Path | str, all_series: bool = False, overrides: dict | None = None,
-            progress=None) -> dict:
-    """DICOM study -> t1/t1c/t2/flair.nii.gz + JSON sidecars (``all_series``: every image series too).
+def convert(dicom_dir: Path | str, out_dir: Path | str, *, all_series: bool = False, t1: str | None = None,
+            t1c: str | None = None, t2: str | None = None, flair: str | None = None,
+            mapping: Path | str | dict | None = None, progress=None) -> ConvertResult:
+    """``mmtumor convert``, flag for flag: DICOM study -> t1/t1c/t2/flair.nii.gz + JSON sidecars (``all_series``:
+    every image series too).
 
-    ``overrides`` maps a modality to a series id, SeriesInstanceUID or path; low-confidence detections are never
-    used without one (they are listed in the report's ``warnings``).
+    ``t1``... and ``mapping`` (a JSON file, or the dict it holds: ``{"T1": "5", "FLAIR": "path/to/series"}``) name a
+    modality's series by series id, SeriesInstanceUID or path; the single flags win over the mapping. Low-confidence
+    detections are never used without one (they are listed in the result's ``warnings``).
     """
-    from .convert import convert_study
+    import json
 
+    from .convert import convert_study
+    from .modalities import parse_modality
+
+    overrides: dict = {}
+    if mapping is not None:
+        if isinstance(mapping, dict):
+            table = mapping
+        else:
+            try:
+                table = json.loads(Path(mapping).read_text())
+            except (OSError, json.JSONDecodeError) as exc:
+                raise MmtumorError(f"cannot read mapping file {mapping}: {exc}") from None
+        if not isinstance(table, dict):
+            raise MmtumorError(f"mapping {mapping} must be a JSON object {{modality: series}}")
+        overrides = {parse_modality(k).value: str(v) for k, v in table.items()}
+    overrides.update({k: str(v) for k, v in (("T1", t1), ("T1c", t1c), ("T2", t2), ("FLAIR", flair)) if v})
     return convert_study(dicom_dir, out_dir, all_series=all_series, overrides=overrides, progress=progress)
 
 
@@ -131,12 +150,19 @@ def check_run_folder(run_dir: Path, resume: bool = False, overwrite: bool = Fals
         shutil.rmtree(run_dir / "tb", ignore_errors=True)
 
 
-def train(data_dir: Path | str, method: str = "a2fseg", run_dir: Path | str = "runs/train", preset: str | None = None,
-          config_file: Path | str | None = None, resume: bool = False, quiet: bool = False, overwrite: bool = False,
-          **options) -> dict:
-    """Train ``method`` on a BraTS-layout folder; options as in ``mmtumor.train.config.TrainConfig``.
+def train(data_dir: Path | str, *, method: str = "a2fseg", output: Path | str = "runs/train",
+          preset: str | None = None, epochs: int | None = None, iters_per_epoch: int | None = None,
+          patch: tuple[int, int, int] | None = None, batch: int | None = None, lr: float | None = None,
+          optimizer: str | None = None, amp: bool | None = None, device: str = "auto", workers: int | None = None,
+          align: str | None = None, dropout_schedule: str | None = None, seed: int | None = None,
+          val_every: int | None = None, target_spacing: float | None = None, soft_labels: bool | None = None,
+          stop_after: int | None = None, time_limit: float | None = None, resume: bool = False,
+          overwrite: bool = False, init_from: str | None = None, split_file: Path | str | None = None,
+          config: Path | str | None = None, quiet: bool = False) -> TrainResult:
+    """``mmtumor train``, flag for flag: train ``method`` on a BraTS-layout folder into the run folder ``output``.
 
-    With ``resume`` the saved ``config.json`` of the run is reused (explicit options still win).
+    Options left at None take the method's paper defaults (``mmtumor.methods``), then ``config`` (JSON) values; with
+    ``resume`` the run's saved ``config.json`` is reused (explicit options still win).
     """
     import torch
 
@@ -146,18 +172,20 @@ def train(data_dir: Path | str, method: str = "a2fseg", run_dir: Path | str = "r
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
         raise NoCasesError(f"data folder not found: {data_dir}")
-    run_dir = Path(run_dir)
+    run_dir = Path(output)
     check_run_folder(run_dir, resume=resume, overwrite=overwrite)
-    if resume and config_file is None and (run_dir / "config.json").exists():
-        config_file = run_dir / "config.json"
-    if preset is None and config_file is None:
-        on_gpu = options.get("device", "auto") != "cpu" and torch.cuda.is_available()
+    if resume and config is None and (run_dir / "config.json").exists():
+        config = run_dir / "config.json"
+    if preset is None and config is None:
         from .methods import default_preset
 
-        preset = default_preset(on_gpu)
-    if options.get("patch") is not None:
-        options["patch"] = tuple(options["patch"])
-    cfg = resolve_config(method, data_dir, run_dir, config_file, preset=preset, **options)
+        preset = default_preset(device != "cpu" and torch.cuda.is_available())
+    options = dict(epochs=epochs, iters_per_epoch=iters_per_epoch, patch=tuple(patch) if patch is not None else None,
+                   batch=batch, lr=lr, optimizer=optimizer, amp=amp, device=device, workers=workers, align=align,
+                   dropout_schedule=dropout_schedule, seed=seed, val_every=val_every, target_spacing=target_spacing,
+                   soft_labels=soft_labels, stop_after=stop_after, time_limit=time_limit, init_from=init_from,
+                   split_file=str(split_file) if split_file else None)
+    cfg = resolve_config(method, data_dir, run_dir, config, preset=preset, **options)
     if cfg.init_from and not resume:
         from .train.trainer import load_init
 
@@ -217,13 +245,13 @@ def weights_push(folder: Path | str, repo_id: str, revision: str | None = None, 
     return push(folder, repo_id, revision=revision, commit_message=message, private=private)
 
 
-def synth(out_dir: Path | str, n_cases: int, seed: int = 0, shape: tuple[int, int, int] = (240, 240, 155),
+def synth(out_dir: Path | str, cases: int, seed: int = 0, shape: tuple[int, int, int] = (240, 240, 155),
           fmt: str = "brats2020", randomize: bool = False, workers: int = 1, dicom: bool = False,
           progress=None) -> list[Path]:
     """Write BraTS-layout phantom cases (see docs/synth.md); ``progress(case_id)`` is called per finished case."""
     from .synth.generate import write_dataset
 
-    return write_dataset(out_dir, n_cases, seed=seed, shape=shape, fmt=fmt, randomize=randomize,
+    return write_dataset(out_dir, cases, seed=seed, shape=shape, fmt=fmt, randomize=randomize,
                          workers=workers, dicom=dicom, progress=progress)
 
 
@@ -269,24 +297,93 @@ class SegmentRun:
     load_seconds: float
 
 
-def segment(paths: list[Path | str], output: Path | str = "mmtumor-output", *, weights: str | None = None,
-            batch_root: Path | str | None = None, explicit: dict | None = None, options=None,
+def segment(patients: list[Path | str] | Path | str | None = None, output: Path | str = "mmtumor-output", *,
+            batch: Path | str | None = None, t1=None, t1c=None, t2=None, flair=None, weights: str | None = None,
+            device: str = "auto", tta: bool = False, fast: bool = False, overlap: float = 0.5, sw_batch: int = 2,
+            threads: int | None = None, label_scheme: str = "brats2021", save_probabilities: bool = False,
+            preview: bool = True, output_type: str = "nifti", skull_strip: str | bool = "auto", n4: bool = False,
+            min_et_voxels: int | None = None, min_component_fraction: float = 0.2,
             on_patient=None, on_step=None) -> SegmentRun:
-    """Segment one or more patients with the model loaded once; a failing case is recorded, not fatal.
+    """``mmtumor segment``, flag for flag: segment one or more patients with the model loaded once; in a batch a
+    failing patient is recorded in ``failures``, not fatal.
 
-    ``explicit`` maps a Modality to a NIfTI path (overrides detection; single-patient use). ``on_patient(pin)`` is
-    called with each resolved input before work starts (the CLI prints the detection table there).
+    ``t1``/``t1c``/``t2``/``flair`` override detection for a single patient; each is a path or an in-memory
+    ``nibabel`` image. ``on_patient(pin)`` is called with each resolved input before work starts (the CLI prints the
+    detection table there); ``on_step(step, n, total)`` reports progress.
     """
+    options = segment_options(device=device, tta=tta, fast=fast, overlap=overlap, sw_batch=sw_batch, threads=threads,
+                              label_scheme=label_scheme, save_probabilities=save_probabilities, preview=preview,
+                              output_type=output_type, skull_strip=skull_strip, n4=n4, min_et_voxels=min_et_voxels,
+                              min_component_fraction=min_component_fraction)
+    if isinstance(patients, (str, Path)):
+        patients = [patients]
+    with _explicit_images({"T1": t1, "T1c": t1c, "T2": t2, "FLAIR": flair}) as explicit:
+        return _segment(list(patients or []), output, weights, batch, explicit, options, on_patient, on_step)
+
+
+def segment_options(*, skull_strip: str | bool = "auto", overlap: float = 0.5, min_et_voxels: int | None = None,
+                    **flags):
+    """The predictor's options from ``segment``'s flags, checked the way the CLI checks them."""
+    from .infer.predictor import SegmentOptions
+    from .postprocess import DEFAULT_MIN_ET_VOXELS
+
+    if not 0 <= overlap < 1:
+        raise InputError(f"overlap must be in [0, 1), not {overlap}")
+    strip = skull_strip if isinstance(skull_strip, bool) else {"auto": "auto", "yes": True, "no": False}.get(str(skull_strip).lower())
+    if strip is None:
+        raise InputError(f"skull_strip must be auto, yes or no, not {skull_strip!r}")
+    return SegmentOptions(skull_strip=strip, overlap=overlap,
+                          min_et_voxels=DEFAULT_MIN_ET_VOXELS if min_et_voxels is None else min_et_voxels, **flags)
+
+
+class _explicit_images:
+    """``{modality name: path or nibabel image}`` -> ``{Modality: path}``; in-memory images are written to a temporary
+    folder that lives as long as the ``with`` block (the inputs themselves are never modified)."""
+
+    def __init__(self, given: dict) -> None:
+        self.given = {k: v for k, v in given.items() if v is not None}
+        self.work: Path | None = None
+
+    def __enter__(self) -> dict:
+        import tempfile
+
+        import nibabel as nib
+
+        from .modalities import parse_modality
+
+        explicit = {}
+        for name, value in self.given.items():
+            if isinstance(value, (str, Path)):
+                explicit[parse_modality(name)] = Path(value)
+            elif isinstance(value, nib.spatialimages.SpatialImage):
+                if self.work is None:
+                    self.work = Path(tempfile.mkdtemp(prefix="mmtumor-api-"))
+                path = self.work / f"{name.lower()}.nii.gz"
+                nib.save(nib.Nifti1Image(np.asanyarray(value.dataobj), value.affine), str(path))
+                explicit[parse_modality(name)] = path
+            else:
+                raise InputError(f"{name}: expected a path or a nibabel image, not {type(value).__name__}")
+        return explicit
+
+    def __exit__(self, *exc) -> None:
+        import shutil
+
+        if self.work is not None:
+            shutil.rmtree(self.work, ignore_errors=True)
+
+
+def _segment(items: list[Path | str], output: Path | str, weights: str | None, batch: Path | str | None,
+             explicit: dict, options, on_patient=None, on_step=None) -> SegmentRun:
+    """The batch loop behind ``segment`` and ``compare``: output checks first, one model load, one report per patient."""
     import tempfile
 
     from .infer.inputs import resolve_patient
-    from .infer.predictor import Predictor, SegmentOptions
-    from .modalities import Modality, parse_modality
+    from .infer.predictor import Predictor
+    from .io.staging import check_output_folder
 
-    explicit = {(k if isinstance(k, Modality) else parse_modality(str(k))): Path(v) for k, v in (explicit or {}).items() if v}
-    items: list[Path | None] = [Path(p) for p in paths]
-    if batch_root is not None:
-        root = Path(batch_root)
+    items: list[Path | None] = [Path(p) for p in items]
+    if batch is not None:
+        root = Path(batch)
         if not root.is_dir():
             raise NoCasesError(f"--batch: folder not found: {root}")
         items += sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
@@ -298,8 +395,6 @@ def segment(paths: list[Path | str], output: Path | str = "mmtumor-output", *, w
         raise MmtumorError("--t1/--t1c/--t2/--flair apply to a single patient; do not combine them with several folders")
     output = Path(output)
     names = unique_output_names(items)
-    from .io.staging import check_output_folder
-
     # the output location is checked before the model loads or any patient is read (a second, not minutes, later)
     if len(items) == 1:
         check_output_folder(output)
@@ -308,7 +403,7 @@ def segment(paths: list[Path | str], output: Path | str = "mmtumor-output", *, w
             raise InputError(f"output {output} exists and is a file, not a folder")
         for name in names:
             check_output_folder(output / name)
-    predictor = Predictor(weights, options or SegmentOptions())
+    predictor = Predictor(weights, options)
     results, failures = [], []
     for item, name in zip(items, names):
         out_dir = output / name if len(items) > 1 else output
@@ -326,9 +421,10 @@ def segment(paths: list[Path | str], output: Path | str = "mmtumor-output", *, w
 
 
 def compare(baseline: Path | str, followup: Path | str, output: Path | str = "mmtumor-compare", *,
-            weights: str | None = None, options=None, register: bool = True, on_patient=None, on_step=None) -> dict:
-    """Compare two time points of one patient. Each is a ``segment`` output folder, or a patient folder (DICOM or
-    NIfTI) that is segmented first; those segmentations are kept in ``output/baseline`` and ``output/followup``."""
+            weights: str | None = None, register: bool = True, device: str = "auto", on_patient=None,
+            on_step=None) -> CompareResult:
+    """``mmtumor compare``, flag for flag: two time points of one patient. Each is a ``segment`` output folder, or a
+    patient folder (DICOM or NIfTI) that is segmented first (kept in ``output/baseline`` and ``output/followup``)."""
     import shutil
     import tempfile
 
@@ -342,28 +438,42 @@ def compare(baseline: Path | str, followup: Path | str, output: Path | str = "mm
         if not p.exists():
             raise InputError(f"{name}: not found: {p}")
     to_segment = {k: p for k, p in paths.items() if not (p / "report.json").is_file()}
+    options = segment_options(device=device)
     output.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=".mmtumor-compare-", dir=output.parent))
     try:
         made = {}
         for name, p in to_segment.items():
-            res = segment([p], work / name, weights=weights, options=options, on_patient=on_patient, on_step=on_step)
+            res = _segment([p], work / name, weights, None, {}, options, on_patient, on_step)
             made[name] = Path(res.results[0]["outputs"]["report"]).parent
         src = {k: made.get(k, p) for k, p in paths.items()}
-        return write_comparison(src["baseline"], src["followup"], output, register=register, include=made)
+        return CompareResult.from_json(write_comparison(src["baseline"], src["followup"], output, register=register,
+                                                        include=made))
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def benchmark(data_dir: Path | str | None = None, weights: list[str] | None = None, methods: list[str] | None = None,
-              output: Path | str = "mmtumor-benchmark", options=None, progress=None) -> dict:
-    """The 15-subset report. With no data folder, held-out phantoms are generated (into ``output``/phantoms);
-    with no weights, every bundled model (optionally only those of ``methods``) is benchmarked."""
+def benchmark(data_dir: Path | str | None = None, *, weights: list[str] | None = None,
+              methods: list[str] | str | None = None, split: str = "test", split_file: Path | str | None = None,
+              subsets: str = "all", tta: bool = False, speed: bool = False, device: str = "auto",
+              max_cases: int | None = None, min_et_voxels: int | None = None, min_component_fraction: float = 0.2,
+              reference: Path | str | None = None, output: Path | str = "mmtumor-benchmark",
+              progress=None) -> BenchmarkResult:
+    """``mmtumor benchmark``, flag for flag: the 15-subset report. With no data folder, held-out phantoms are
+    generated (into ``output``/phantoms); with no weights, every bundled model (optionally only those of ``methods``,
+    a list or a comma list) is benchmarked. ``progress(description, n, total)`` reports progress."""
     from .benchmark import BenchmarkOptions, default_phantoms, run_benchmark
+    from .postprocess import DEFAULT_MIN_ET_VOXELS
     from .weights import list_models, resolve
 
     output = Path(output)
-    opts = options or BenchmarkOptions()
+    opts = BenchmarkOptions(split=split, subsets=subsets, tta=tta, speed=speed, device=device, max_cases=max_cases,
+                            min_et_voxels=DEFAULT_MIN_ET_VOXELS if min_et_voxels is None else min_et_voxels,
+                            min_component_fraction=min_component_fraction,
+                            reference=str(reference) if reference else None,
+                            split_file=str(split_file) if split_file else None)
+    if isinstance(methods, str):
+        methods = [m.strip() for m in methods.split(",") if m.strip()]
     specs: list[str | None] = list(weights or [])
     for spec in specs:  # a wrong --weights fails in a second, before phantoms are generated or cases read
         if spec is not None and not str(spec).startswith("hf://"):
@@ -394,14 +504,11 @@ class Segmentation:
     output_dir: Path | None  # where the files are, or None when nothing was kept on disk
 
 
-def segment_images(*, t1=None, t1c=None, t2=None, flair=None, output: Path | str | None = None, weights: str | None = None,
-                   device: str = "auto", tta: bool = False, fast: bool = False, overlap: float = 0.5, sw_batch: int = 2,
-                   threads: int | None = None, label_scheme: str = "brats2021", save_probabilities: bool = False,
-                   preview: bool = True, output_type: str = "nifti", skull_strip: str | bool = "auto", n4: bool = False,
-                   min_et_voxels: int | None = None, min_component_fraction: float = 0.2) -> Segmentation:
-    """``mmtumor segment --t1 ... --flair ...`` from Python, flag for flag: each modality is a path or an in-memory
-    ``nibabel`` image (any subset, at least one). With ``output=None`` nothing stays on disk and the result is
-    returned in memory.
+def segment_images(*, t1=None, t1c=None, t2=None, flair=None, output: Path | str | None = None,
+                   **flags) -> Segmentation:
+    """One patient from Python objects: ``segment(t1c=..., flair=...)`` (any subset, each a path or an in-memory
+    ``nibabel`` image; every other ``segment`` flag by name) with the label map returned in memory. With
+    ``output=None`` nothing stays on disk.
 
     >>> import nibabel as nib, mmtumor
     >>> result = mmtumor.segment_images(t1c=nib.load("post.nii.gz"), flair="flair.nii.gz", fast=True)
@@ -412,35 +519,12 @@ def segment_images(*, t1=None, t1c=None, t2=None, flair=None, output: Path | str
 
     import nibabel as nib
 
-    from .infer.predictor import SegmentOptions
-    from .postprocess import DEFAULT_MIN_ET_VOXELS
-
-    given = {"T1": t1, "T1c": t1c, "T2": t2, "FLAIR": flair}
-    if all(v is None for v in given.values()):
+    if all(v is None for v in (t1, t1c, t2, flair)):
         raise InputError("segment_images needs at least one of t1, t1c, t2, flair")
-    options = SegmentOptions(device=device, tta=tta, fast=fast, overlap=overlap, sw_batch=sw_batch, threads=threads,
-                             label_scheme=label_scheme, save_probabilities=save_probabilities, preview=preview,
-                             output_type=output_type, skull_strip=skull_strip, n4=n4,
-                             min_et_voxels=DEFAULT_MIN_ET_VOXELS if min_et_voxels is None else min_et_voxels,
-                             min_component_fraction=min_component_fraction)
     work = Path(tempfile.mkdtemp(prefix="mmtumor-api-"))
     try:
-        explicit = {}
-        for name, value in given.items():
-            if value is None:
-                continue
-            if isinstance(value, (str, Path)):
-                explicit[name] = Path(value)
-            elif isinstance(value, nib.spatialimages.SpatialImage):
-                path = work / "inputs" / f"{name.lower()}.nii.gz"
-                path.parent.mkdir(parents=True, exist_ok=True)
-                nib.save(nib.Nifti1Image(np.asanyarray(value.dataobj), value.affine), str(path))
-                explicit[name] = path
-            else:
-                raise InputError(f"{name}: expected a path or a nibabel image, not {type(value).__name__}")
         out_dir = Path(output) if output is not None else work / "output"
-        result = segment([], out_dir, weights=weights, explicit=explicit, options=options)
-        report = result.results[0]
+        report = segment(None, out_dir, t1=t1, t1c=t1c, t2=t2, flair=flair, **flags).results[0]
         seg = nib.load(report["outputs"]["segmentation"])
         labels = nib.Nifti1Image(np.asanyarray(seg.dataobj), seg.affine, seg.header)  # in memory, file may go
         return Segmentation(labels, dict(report["volumes_ml"]), report, Path(output) if output is not None else None)

@@ -28,6 +28,7 @@ from .io.atomic import write_text_atomic
 from .modalities import MODALITIES, Subset, parse_subsets
 from .postprocess import DEFAULT_MIN_ET_VOXELS, check_component_fraction, check_min_et_voxels
 from .preprocess.spatial import PreprocessResult
+from .results import BenchmarkResult
 
 
 @dataclass
@@ -145,7 +146,7 @@ def _param_mb(model) -> float:
 
 
 def run_benchmark(data_dir: Path | str, weights: Sequence[str | None], report_dir: Path | str,
-                  options: BenchmarkOptions | None = None, progress: Callable[[str, int, int], None] | None = None) -> dict:
+                  options: BenchmarkOptions | None = None, progress: Callable[[str, int, int], None] | None = None) -> BenchmarkResult:
     """Sweep and write the report; returns {records, failures, speed, files}.
 
     Cases are the outer loop: each case is read once and each subset's preparation (mask, normalisation, resampling to
@@ -252,7 +253,7 @@ def run_benchmark(data_dir: Path | str, weights: Sequence[str | None], report_di
     if world > 1:
         records, failures, done_early = _gather_ranks(rank, device, report_dir, cache, prefixes, all_cases, subsets, failures)
         if done_early:
-            return {"records": records, "failures": failures, "speed": speed, "files": {}, "rank": rank}
+            return BenchmarkResult(records, failures, speed, {}, {}, rank=rank)
         cases = all_cases
     if not records:
         raise MmtumorError("no results: every case failed or no case has the requested modalities"
@@ -266,8 +267,7 @@ def run_benchmark(data_dir: Path | str, weights: Sequence[str | None], report_di
     files = write_report(records, report_dir, speed or None, meta_out, reference=reference)
     if failures:
         (report_dir / "failures.json").write_text(json.dumps(failures, indent=2))
-    return {"records": records, "failures": failures, "speed": speed, "files": {k: str(v) for k, v in files.items()},
-            "meta": meta_out, "reference": reference}
+    return BenchmarkResult(records, failures, speed, {k: Path(v) for k, v in files.items()}, meta_out, reference)
 
 
 def _gather_ranks(rank, device, report_dir: Path, cache: Path, prefixes: list[str], cases: list[Case], subsets, failures):

@@ -107,13 +107,13 @@ def inspect(
     from . import api
 
     with err.status("reading headers ...", spinner="dots"):  # DICOM studies can hold thousands of files
-        report = api.inspect(path)
+        result = api.inspect(path)
     if as_json:
-        sys.stdout.write(json.dumps(report, indent=2, default=str) + "\n")
-    elif report.get("kind") == "dicom":
-        render_dicom(report)
+        sys.stdout.write(json.dumps(result.to_json(), indent=2, default=str) + "\n")
+    elif result.kind == "dicom":
+        render_dicom(result.to_json())
     else:
-        render_inspect(report)
+        render_inspect(result.to_json())
 
 
 @app.command()
@@ -148,19 +148,14 @@ def segment(
 ) -> None:
     """Segment brain tumours in a patient folder (DICOM or NIfTI, any subset of T1/T1c/T2/FLAIR)."""
     from . import api
-    from .infer.predictor import SegmentOptions
 
-    if not 0 <= overlap < 1:
-        raise typer.BadParameter("overlap must be in [0, 1)")
-    strip = {"auto": "auto", "yes": True, "no": False}.get(skull_strip.lower())
-    if strip is None:
+    if skull_strip.lower() not in ("auto", "yes", "no"):
         raise typer.BadParameter("--skull-strip must be auto, yes or no")
-    opts = SegmentOptions(device=device, tta=tta, fast=fast, overlap=overlap, sw_batch=sw_batch, threads=threads,
-                          label_scheme=label_scheme, save_probabilities=save_probabilities, preview=preview,
-                          output_type=output_type, skull_strip=strip, n4=n4, min_et_voxels=min_et_voxels,
-                          min_component_fraction=min_component_fraction)
-    explicit = {"T1": t1, "T1c": t1c, "T2": t2, "FLAIR": flair}
-    result = api.segment(patients or [], output, weights=weights, batch_root=batch, explicit=explicit, options=opts,
+    result = api.segment(patients or [], output, batch=batch, t1=t1, t1c=t1c, t2=t2, flair=flair, weights=weights,
+                         device=device, tta=tta, fast=fast, overlap=overlap, sw_batch=sw_batch, threads=threads,
+                         label_scheme=label_scheme, save_probabilities=save_probabilities, preview=preview,
+                         output_type=output_type, skull_strip=skull_strip, n4=n4, min_et_voxels=min_et_voxels,
+                         min_component_fraction=min_component_fraction,
                          on_patient=None if quiet else render_detections)
     if not quiet:
         for rep in result.results:
@@ -186,10 +181,9 @@ def compare(
 ) -> None:
     """Follow-up comparison: volume and bidimensional changes, new lesions, RANO 2.0 imaging categories."""
     from . import api
-    from .infer.predictor import SegmentOptions
 
-    result = api.compare(baseline, followup, output, weights=weights, options=SegmentOptions(device=device),
-                         register=register, on_patient=None if quiet else render_detections)
+    result = api.compare(baseline, followup, output, weights=weights, register=register, device=device,
+                         on_patient=None if quiet else render_detections)
     if not quiet:
         render_compare(result)
 
@@ -212,17 +206,10 @@ def convert(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from . import api
-    from .modalities import parse_modality
 
-    overrides: dict = {}
-    if mapping is not None:
-        try:
-            overrides = {parse_modality(k).value: str(v) for k, v in json.loads(mapping.read_text()).items()}
-        except (OSError, ValueError, AttributeError) as exc:
-            raise MmtumorError(f"cannot read mapping file {mapping}: {exc}") from None
-    overrides.update({k: v for k, v in (("T1", t1), ("T1c", t1c), ("T2", t2), ("FLAIR", flair)) if v})
+    flags = dict(all_series=all_series, t1=t1, t1c=t1c, t2=t2, flair=flair, mapping=mapping)
     if quiet or as_json:
-        report = api.convert(dicom_dir, out_dir, all_series=all_series, overrides=overrides)
+        result = api.convert(dicom_dir, out_dir, **flags)
     else:
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                       console=err, transient=True) as bar:
@@ -231,21 +218,21 @@ def convert(
             def progress(stage: str, n: int, total: int) -> None:
                 bar.update(task, description=stage, completed=n, total=total)
 
-            report = api.convert(dicom_dir, out_dir, all_series=all_series, overrides=overrides, progress=progress)
+            result = api.convert(dicom_dir, out_dir, progress=progress, **flags)
     if as_json:
-        sys.stdout.write(json.dumps(report, indent=2, default=str) + "\n")
+        sys.stdout.write(json.dumps(result.to_json(), indent=2, default=str) + "\n")
         return
     if not quiet:
-        render_dicom(report)
-    for w in report["warnings"] + report["errors"]:
+        render_dicom(result.to_json())
+    for w in result.warnings + result.errors:
         err.print(f"[yellow]warning:[/] {escape(w)}", highlight=False, soft_wrap=True)
-    for mod, path in report["written"].items():
+    for mod, path in result.written.items():
         out.print(f"[green]{mod}[/] -> {escape(str(path))}", highlight=False)
-    if report["written_all"]:
-        out.print(f"{len(report['written_all'])} further series written to {escape(str(report['out_dir']))}", highlight=False)
-    if report["missing"]:
-        out.print(f"[yellow]not found:[/] {', '.join(report['missing'])} (segmentation works with the modalities present)")
-    if not report["written"] and not report["written_all"]:
+    if result.written_all:
+        out.print(f"{len(result.written_all)} further series written to {escape(str(result.out_dir))}", highlight=False)
+    if result.missing:
+        out.print(f"[yellow]not found:[/] {', '.join(result.missing)} (segmentation works with the modalities present)")
+    if not result.written and not result.written_all:
         raise MmtumorError(f"no T1/T1c/T2/FLAIR series could be converted from {dicom_dir}")
 
 
@@ -288,15 +275,14 @@ def train(
     """Train a fusion model on a BraTS-layout folder (works under torchrun for several GPUs)."""
     from . import api
 
-    result = api.train(data_dir, method=method, run_dir=output, preset=preset, epochs=epochs, iters_per_epoch=iters_per_epoch,
+    result = api.train(data_dir, method=method, output=output, preset=preset, epochs=epochs, iters_per_epoch=iters_per_epoch,
                        patch=patch, batch=batch, lr=lr, optimizer=optimizer, amp=amp, device=device, workers=workers,
                        align=align, dropout_schedule=dropout_schedule, seed=seed, val_every=val_every, resume=resume,
                        target_spacing=target_spacing, soft_labels=soft_labels, stop_after=stop_after, time_limit=time_limit,
-                       init_from=init_from, config_file=config, quiet=quiet,
-                       split_file=str(split_file) if split_file else None, overwrite=overwrite)
-    if result.get("rank", 0) == 0:
-        out.print(f"[green]done[/]: {result['epochs']} epoch(s); best validation score {result['best_score']:.3f}; "
-                  f"checkpoints in {escape(str(result['run_dir']))} (export with: mmtumor weights export {escape(str(result['run_dir']))})",
+                       init_from=init_from, config=config, quiet=quiet, split_file=split_file, overwrite=overwrite)
+    if result.rank == 0:
+        out.print(f"[green]done[/]: {result.epochs} epoch(s); best validation score {result.best_score:.3f}; "
+                  f"checkpoints in {escape(str(result.run_dir))} (export with: mmtumor weights export {escape(str(result.run_dir))})",
                   highlight=False)
 
 
@@ -328,14 +314,8 @@ def benchmark(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from . import api
-    from .benchmark import BenchmarkOptions
     from .report import rich_table
 
-    opts = BenchmarkOptions(split=split, subsets=subsets, tta=tta, speed=speed, device=device, max_cases=max_cases,
-                            min_et_voxels=min_et_voxels, min_component_fraction=min_component_fraction,
-                            reference=str(reference) if reference else None,
-                            split_file=str(split_file) if split_file else None)
-    meths = [m.strip() for m in methods.split(",")] if methods else None
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=err, disable=quiet, transient=True) as prog:
         task = prog.add_task("benchmark", total=None)
@@ -343,16 +323,16 @@ def benchmark(
         def progress(desc: str, n: int, total: int) -> None:
             prog.update(task, description=desc, completed=n, total=total)
 
-        result = api.benchmark(data_dir, weights, meths, output, opts, progress)
-    if result.get("rank", 0) != 0:  # torchrun: only rank 0 reports
+        result = api.benchmark(data_dir, weights=weights, methods=methods, split=split, split_file=split_file,
+                               subsets=subsets, tta=tta, speed=speed, device=device, max_cases=max_cases,
+                               min_et_voxels=min_et_voxels, min_component_fraction=min_component_fraction,
+                               reference=reference, output=output, progress=progress)
+    if result.rank != 0:  # torchrun: only rank 0 reports
         return
-    from .report import build_context
-
-    ctx = build_context(result["records"], result["speed"] or None, result["meta"], reference=result.get("reference"))
-    out.print(rich_table(ctx["tables"]["dice"], title="Dice (mean over cases)"))
-    if result["failures"]:
-        err.print(f"[yellow]{len(result['failures'])} case/subset run(s) failed; see {escape(str(output))}/failures.json[/]")
-    out.print(f"report: {escape(str(result['files'].get('html', output)))}", highlight=False)
+    out.print(rich_table(result.dice_table(), title="Dice (mean over cases)"))
+    if result.failures:
+        err.print(f"[yellow]{len(result.failures)} case/subset run(s) failed; see {escape(str(output))}/failures.json[/]")
+    out.print(f"report: {escape(str(result.files.get('html', output)))}", highlight=False)
 
 
 @app.command()

@@ -11,6 +11,7 @@ from pathlib import Path
 from .errors import GeometryError, InputError, ReadError
 from .io.dicom import ENHANCED_MR, DicomSeries, Discovery, discover_series
 from .io.dicom_pixels import write_series_nifti
+from .results import ConvertResult
 
 
 def _row(series: DicomSeries, det) -> dict:
@@ -93,7 +94,7 @@ def _safe_name(text: str) -> str:
 
 
 def convert_study(root: Path | str, out_dir: Path | str, all_series: bool = False, overrides: dict | None = None,
-                  progress: Callable[[str, int, int], None] | None = None) -> dict:
+                  progress: Callable[[str, int, int], None] | None = None) -> ConvertResult:
     """Convert the T1/T1c/T2/FLAIR series of a study (and every image series with ``all_series``).
 
     Low-confidence detections are not used silently: they are listed in ``warnings`` and left out unless the user
@@ -110,9 +111,18 @@ def convert_study(root: Path | str, out_dir: Path | str, all_series: bool = Fals
             warnings.append(f"series {s.series_id} '{s.description}' looks like {mod.value} with low confidence "
                             f"({dets[idx].confidence:.2f}); not used — pass --{mod.value.lower()} {s.series_id} to use it")
             del chosen[mod]
-    for key, spec in (overrides or {}).items():
-        mod = key if isinstance(key, Modality) else parse_modality(str(key))
-        chosen[mod] = _match_override(disc, str(spec))
+    forced = {(key if isinstance(key, Modality) else parse_modality(str(key))): _match_override(disc, str(spec))
+              for key, spec in (overrides or {}).items()}
+    for mod, idx in list(chosen.items()):  # a series is one modality: the user's choice displaces a detection
+        if mod not in forced and idx in forced.values():
+            s = disc.series[idx]
+            given = next(m for m, i in forced.items() if i == idx)
+            warnings.append(f"series {s.series_id} '{s.description}' was detected as {mod.value} but is used as "
+                            f"{given.value} (override); no {mod.value} unless you name one")
+            del chosen[mod]
+    chosen.update(forced)
+    for row in report["series"]:  # filled in below from what is written, not from the detection alone
+        row["selected"] = None
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     written: dict[str, str] = {}
@@ -152,5 +162,7 @@ def convert_study(root: Path | str, out_dir: Path | str, all_series: bool = Fals
     if progress:
         progress("converting", len(jobs), len(jobs))
     missing = [m.value for m in Modality if m.value not in written]
+    report["selected"] = {r["selected"]: r["series_id"] for r in report["series"] if r["selected"]}
     report.update({"out_dir": str(out_dir), "written": written, "written_all": extra_files, "warnings": warnings, "errors": errors, "missing": missing})
-    return report
+    return ConvertResult(out_dir, {k: Path(v) for k, v in written.items()}, [Path(p) for p in extra_files], missing,
+                         warnings, errors, report["series"], report)

@@ -8,6 +8,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from .results import CompareResult
+
 out = Console()
 err = Console(stderr=True)
 
@@ -89,7 +91,7 @@ def render_dicom(report: dict) -> None:
               f"Selected (★): {sel}. Yellow = low confidence: confirm, or choose with --t1/--t1c/--t2/--flair.")
 
 
-def render_compare(result: dict) -> None:
+def render_compare(result: CompareResult) -> None:
     """Volumes then / now, SPD, new lesions and the RANO 2.0 imaging categories."""
     table = Table(title="Follow-up comparison (imaging measurements only)")
     for col in ("", "baseline", "follow-up", "change", "change %"):
@@ -98,21 +100,21 @@ def render_compare(result: dict) -> None:
     def pct(v):
         return "–" if v is None else f"{v:+.1f}"
 
-    for k, r in result["volumes"].items():
+    for k, r in result.volumes.items():
         table.add_row(f"{k} mL", f"{r['baseline_ml']:.2f}", f"{r['followup_ml']:.2f}", f"{r['change_ml']:+.2f}",
                       pct(r["change_percent"]))
-    s = result["spd"]
+    s = result.spd
     table.add_row("SPD mm²", f"{s['baseline_mm2']:.0f}", f"{s['followup_mm2']:.0f}", f"{s['change_mm2']:+.0f}",
                   pct(s["change_percent"]))
     out.print(table)
-    e = result["lesions"]["enhancing"]
+    e = result.lesions["enhancing"]
     out.print(f"new enhancing lesions: {len(e['new'])} ({len(e['new_measurable'])} measurable); resolved: "
               f"{len(e['resolved'])}")
     for kind in ("bidimensional", "volumetric"):
-        r = result["response"][kind]
+        r = result.response[kind]
         out.print(f"RANO 2.0 imaging category ({kind}): [bold]{r['category']}[/] — {escape(r['why'])}")
-    err.print(f"[dim]{escape(result['response']['caveat'])}[/]")
-    for n in result["notes"]:
+    err.print(f"[dim]{escape(result.response['caveat'])}[/]")
+    for n in result.notes:
         err.print(f"[yellow]warning:[/] {escape(n)}")
-    for k, pth in result["outputs"].items():
+    for k, pth in result.outputs.items():
         out.print(f"  {k}: {escape(str(pth))}", highlight=False)

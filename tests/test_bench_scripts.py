@@ -228,7 +228,9 @@ def test_real_gpu_script_runs_at_toy_scale_on_cpu(tmp_path):
                     "a:a2fseg:tiny:16:1:1e-3", "h:hemis:tiny:16:1:1e-3"], cwd=root, env=env, check=True,
                    capture_output=True, timeout=600)
     log = (out / "gpu_train_real.log").read_text()
-    assert "(2 train, 1 val)" in log and "0 job(s) failed" in log
+    assert "(2 train, 1 val)" in log, log
+    jobs = "\n".join(p.read_text() for p in sorted((tmp_path / "work" / "runs").glob("*.log")))
+    assert "0 job(s) failed" in log, log + jobs  # a failed job's own log says why
     with tarfile.open(out / "runs.tar.gz") as tar:
         names = tar.getnames()
         tar.extractall(tmp_path / "back", filter="data")
@@ -242,3 +244,39 @@ def test_real_gpu_script_runs_at_toy_scale_on_cpu(tmp_path):
     assert cfg["preset"] == "tiny" and cfg["split_file"].endswith("splits.json") and cfg["target_spacing"] == 2.0
     cache = next(line.split()[1] for line in log.splitlines() if line.startswith("cache: "))
     assert f"preprocessing cache: {cache}" in (tmp_path / "work" / "runs" / "a.log").read_text().replace("\n", "")
+
+
+def test_real_trained_card_keeps_the_phantom_figures_it_started_from():
+    from mmtumor.weights.cards import render_card
+
+    rw = _script("real_weights")
+    phantom = {"training_data": "phantoms only: 40 cases", "metrics": {
+        "expected_dice": {"1111": {"WT": 0.71, "TC": 0.55, "ET": 0.19}}, "expected_dice_source": "10 held-out phantoms",
+        "real": {"BraTS2013 T1c+FLAIR (6 cases)": {"WT": 0.73, "TC": 0.49, "ET": 0.35}}}}
+    block = rw.phantom_figures(phantom)
+    assert block["training_data"] == "phantoms only: 40 cases" and block["expected_dice"]["1111"]["ET"] == 0.19
+    stage1 = {"training_data": rw.training_data("unet-cpu"), "metrics": {
+        "expected_dice": {"1111": {"WT": 0.88, "TC": 0.77, "ET": 0.61}}, "phantom": block}}
+    assert rw.phantom_figures(stage1) == block  # a later real stage carries the block forward, not stage 1's figures
+    card = render_card({"name": "unet-cpu", "method": "unet", **stage1})
+    before = card.split("## Before real data")[1]
+    assert "0.190" in before and "0.610" not in before and "BraTS2013 T1c+FLAIR (6 cases)" in before
+    assert "initialised from the phantom-trained unet-cpu" in card and "Bakas" in card
+
+
+def test_real_summary_lists_mean_all_four_and_t1c_flair_per_model_and_paper_column():
+    from mmtumor.metrics import aggregate
+    from mmtumor.modalities import SUBSETS
+    from mmtumor.report import build_table
+
+    recs = [{"method": m, "case_id": f"c{c}", "subset_code": s.code, "region": r, "dice": d, "hd95": 1.0,
+             "sens": d, "spec": 1.0}
+            for m, base in (("good", 0.8), ("weak", 0.4)) for s in SUBSETS for c in range(2)
+            for r, d in (("WT", base + 0.01 * s.size), ("TC", base), ("ET", base - 0.1 * c))]
+    paper = {"P BraTS2020": {s.code: {"WT": 90.0, "TC": 80.0, "ET": 70.0} for s in SUBSETS}}
+    lines = _script("bench_real").summary_table(build_table(aggregate(recs), "dice", ["good", "weak"], reference=paper))
+    good = next(line for line in lines if line.startswith("| good "))
+    # mean of 15 subsets: WT 0.8 + 0.01 * mean subset size (32/15); all four: 0.84; ET is the case mean 0.75
+    assert good == "| good | 0.821 / 0.800 / 0.750 | 0.840 / 0.800 / 0.750 | 0.820 / 0.800 / 0.750 |"
+    assert "| _P BraTS2020 (paper)_ | 0.900 / 0.800 / 0.700 |" in next(line for line in lines if "P BraTS2020" in line)
+    assert any(line.startswith("| weak | 0.421 /") for line in lines)

@@ -129,7 +129,7 @@ def _bench_rank(rank: int, world: int, port: int, data: str, weights: str, out: 
     from mmtumor.benchmark import BenchmarkOptions, run_benchmark
 
     res = run_benchmark(data, [weights], out, BenchmarkOptions(split="all", subsets="1111", device="cpu"))
-    (Path(out) / f"result{rank}.json").write_text(json.dumps({"n": len(res["records"]), "files": res["files"]}))
+    (Path(out) / f"result{rank}.json").write_text(json.dumps({"n": len(res.records), "files": {k: str(v) for k, v in res.files.items()}}))
     import torch.distributed as dist
 
     dist.destroy_process_group()
@@ -172,7 +172,10 @@ def test_preparation_is_shared_by_models_and_matches_per_model_prediction(setup,
     res = bm.run_benchmark(root / "data", [str(weights["unet"]), str(weights["hemis"])], tmp_path / "r",
                            bm.BenchmarkOptions(split="all", subsets="1111,0100", device="cpu"))
     assert len(calls) == 3 * 2  # cases x subsets, not x models
-    assert res["records"][0]["method"] == "tiny-unet" and res["records"][-1]["method"] == "tiny-hemis"  # grouped by model
+    assert res.records[0]["method"] == "tiny-unet" and res.records[-1]["method"] == "tiny-hemis"  # grouped by model
+    assert res.files["html"] == tmp_path / "r" / "report.html" and res.files["html"].is_file()
+    table = res.dice_table()  # what the CLI prints: the report's Dice table, one row per subset
+    assert table["methods"] == ["tiny-unet", "tiny-hemis"] and [r["subset_code"] for r in table["rows"]] == ["0100", "1111"]
 
     case = find_cases(root / "data", require_label=True)[0]
     loaded = load_case(case)
@@ -182,7 +185,7 @@ def test_preparation_is_shared_by_models_and_matches_per_model_prediction(setup,
     labels = bm._predict_prepared(model, bm.settings_for(meta, bm.BenchmarkOptions()), alone, torch.device("cpu"))
     spacing = voxel_spacing(loaded.affine)
     expect = to_records("tiny-hemis", case.case_id, "0100", region_metrics(labels, loaded.label, spacing))
-    got = [r for r in res["records"] if r["method"] == "tiny-hemis" and r["case_id"] == case.case_id and r["subset_code"] == "0100"]
+    got = [r for r in res.records if r["method"] == "tiny-hemis" and r["case_id"] == case.case_id and r["subset_code"] == "0100"]
     assert [(r["region"], r["dice"]) for r in got] == [(r["region"], r["dice"]) for r in expect]
     assert all(r["hd95"] == e["hd95"] for r, e in zip(got, expect))
 
@@ -207,7 +210,7 @@ def test_predict_subset_is_the_sweeps_path_and_hidden_modalities_do_not_leak(set
     sub = parse_subsets("0101")[0]
     labels = bm.predict_subset(model, meta, loaded.image, loaded.present, loaded.affine, sub)
     assert labels.shape == loaded.label.shape
-    got = {r["region"]: r["dice"] for r in res["records"] if r["case_id"] == case.case_id}
+    got = {r["region"]: r["dice"] for r in res.records if r["case_id"] == case.case_id}
     assert got == {k: v["dice"] for k, v in region_metrics(labels, loaded.label, None).items()}
     noisy = loaded.image.copy()
     noisy[[0, 2]] = np.random.default_rng(0).normal(size=noisy[[0, 2]].shape) * 50  # T1 and T2 are hidden

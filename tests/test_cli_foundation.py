@@ -29,6 +29,12 @@ def test_inspect_table_and_json(brats2020_dir):
     assert len(data["cases"]) == 5
     row = data["cases"][0]
     assert row["shape"] == [12, 10, 8] and row["orientation"] == "RAS" and row["label_values"] == [0, 1, 2, 4]
+    # the API returns the same description, typed: what --json prints is the result's JSON document
+    from mmtumor import api
+
+    result = api.inspect(brats2020_dir)
+    assert result.kind == "nifti" and result.root == brats2020_dir and len(result.cases) == 5
+    assert json.loads(json.dumps(result.to_json(), default=str)) == data and result.problems == []
 
 
 def test_inspect_reports_problems_without_failing(tmp_path):
@@ -40,6 +46,9 @@ def test_inspect_reports_problems_without_failing(tmp_path):
     r = runner.invoke(app, ["inspect", str(tmp_path), "--json"])
     assert r.exit_code == 0
     assert any("shape mismatch" in p for p in json.loads(r.output)["cases"][0]["problems"])
+    from mmtumor import api
+
+    assert any(p.startswith("bad: shape mismatch") for p in api.inspect(tmp_path).problems)
 
 
 def test_user_errors_are_one_line_exit_1(tmp_path):

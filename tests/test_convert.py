@@ -29,8 +29,10 @@ def test_a_t1c_with_unusable_geometry_is_named_not_dropped_silently(tmp_path):
         ds.ImagePositionPatient = [0.0, 0.0, 0.0]
         ds.save_as(f)
     report = convert_study(tmp_path / "study", tmp_path / "out")
-    assert "T1c" not in report["written"] and {"T1", "T2", "FLAIR"} <= set(report["written"])
-    said = [w for w in report["warnings"] if "looks like T1c" in w]
+    assert "T1c" not in report.written and {"T1", "T2", "FLAIR"} <= set(report.written)
+    assert all(p.is_file() and p.parent == tmp_path / "out" for p in report.written.values())
+    assert report.missing == ["T1c"] and report.to_json()["missing"] == ["T1c"]
+    said = [w for w in report.warnings if "looks like T1c" in w]
     assert len(said) == 1 and "going on without T1c" in said[0] and t1c.description in said[0]
 
 
@@ -43,9 +45,9 @@ def test_a_series_without_any_position_is_named_too(tmp_path):
         del ds.ImagePositionPatient
         ds.save_as(f)
     report = convert_study(tmp_path / "study", tmp_path / "out")
-    assert "FLAIR" not in report["written"]
+    assert "FLAIR" not in report.written
     assert any("looks like FLAIR" in w and "no file has usable geometry" in w and "going on without FLAIR" in w
-               for w in report["warnings"])
+               for w in report.warnings)
 
 
 def test_4d_enhanced_multiframe_series_are_refused_not_misordered(tmp_path):
@@ -77,8 +79,8 @@ def test_4d_enhanced_multiframe_series_are_refused_not_misordered(tmp_path):
     (tmp_path / "multi").mkdir()
     mf.save_as(tmp_path / "multi" / "enhanced.dcm", enforce_file_format=True)
     report = convert_study(tmp_path / "multi", tmp_path / "out", all_series=True)
-    assert report["written_all"] == [] and not list((tmp_path / "out").glob("*.nii.gz"))
-    assert any("4D enhanced multi-frame" in e for e in report["errors"])
+    assert report.written_all == [] and not list((tmp_path / "out").glob("*.nii.gz"))
+    assert any("4D enhanced multi-frame" in e for e in report.errors)
 
 
 def _corrupt_frame(path, how: str) -> None:
@@ -117,6 +119,6 @@ def test_a_corrupt_jpeg2000_frame_refuses_its_series(tmp_path, how):
     with pytest.raises(ReadError, match="JPEG 2000"):
         _frames(t1c.files[5])
     report = convert_study(tmp_path / "study", tmp_path / "out")
-    assert "T1c" not in report["written"] and {"T1", "T2", "FLAIR"} <= set(report["written"])
-    said = [e for e in report["errors"] if "(T1c)" in e]
+    assert "T1c" not in report.written and {"T1", "T2", "FLAIR"} <= set(report.written)
+    said = [e for e in report.errors if "(T1c)" in e]
     assert len(said) == 1 and "corrupt JPEG 2000" in said[0] and "going on without T1c" in said[0]

@@ -26,14 +26,13 @@ def test_segment_and_benchmark_give_bit_identical_labels(phantom, tmp_path):
     (On BraTS-preprocessed data, as every benchmark data set is, neither path registers the modalities.)"""
     from mmtumor import api
     from mmtumor.benchmark import predict_subset
-    from mmtumor.infer.predictor import SegmentOptions
     from mmtumor.io.dataset import find_cases, load_case
     from mmtumor.modalities import Modality, parse_subsets
     from mmtumor.weights import load_model, resolve
 
     (case,) = find_cases(phantom.parent, require_label=True)
-    explicit = {Modality.T1C: case.images[Modality.T1C], Modality.FLAIR: case.images[Modality.FLAIR]}
-    res = api.segment([], tmp_path / "seg", explicit=explicit, options=SegmentOptions(device="cpu", preview=False))
+    res = api.segment(None, tmp_path / "seg", t1c=case.images[Modality.T1C], flair=case.images[Modality.FLAIR],
+                      device="cpu", preview=False)
     seg = np.asarray(nib.load(res.results[0]["outputs"]["segmentation"]).dataobj)
     loaded = load_case(case)
     model, meta = load_model(resolve(None), device="cpu")

@@ -86,12 +86,13 @@ def test_tiny_model_learns_whole_tumour(phantoms, tmp_path, method, epochs, min_
     torch.manual_seed(cfg.seed)  # the same initial weights fit() starts from
     before = float(np.mean(trainer.validate(build_training_model(cfg), val_cases)["all"]))
     result = trainer.fit()
-    first, last = result["history"][0]["loss"]["total"], result["history"][-1]["loss"]["total"]
+    first, last = result.history[0]["loss"]["total"], result.history[-1]["loss"]["total"]
     assert last < first
-    after = float(np.mean(result["history"][-1]["val"]["all"]))  # WT/TC/ET on the held-out validation phantom(s)
-    assert after > min_dice and after > before + 0.1, (before, result["history"][-1]["val"])
+    after = float(np.mean(result.history[-1]["val"]["all"]))  # WT/TC/ET on the held-out validation phantom(s)
+    assert after > min_dice and after > before + 0.1, (before, result.history[-1]["val"])
     for f in ("last.pt", "best.pt", "config.json", "metrics.jsonl", "metrics.csv", "curves.png", "manifest.json"):
         assert (run / f).exists(), f
+    assert (result.run_dir, result.best, result.last, result.epochs) == (run, run / "best.pt", run / "last.pt", epochs)
 
 
 def test_resume_gives_identical_next_step(phantoms, tmp_path):
@@ -101,8 +102,8 @@ def test_resume_gives_identical_next_step(phantoms, tmp_path):
     ck = torch.load(tmp_path / "b" / "last.pt", weights_only=True)
     assert ck["epoch"] == 1
     resumed = Trainer(_cfg(phantoms, tmp_path / "b"), quiet=True, resume=True).fit()
-    assert [r["epoch"] for r in resumed["history"]] == [1, 2]
-    assert resumed["history"][1]["first_loss"] == pytest.approx(full["history"][1]["first_loss"], abs=1e-6)
+    assert [r["epoch"] for r in resumed.history] == [1, 2]
+    assert resumed.history[1]["first_loss"] == pytest.approx(full.history[1]["first_loss"], abs=1e-6)
     a = torch.load(tmp_path / "a" / "last.pt", weights_only=True)["model"]
     b = torch.load(tmp_path / "b" / "last.pt", weights_only=True)["model"]
     assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
@@ -125,9 +126,9 @@ def test_time_limit_stops_early_and_validates_the_last_epoch(phantoms, tmp_path)
     """A budget far below one epoch: exactly one epoch runs, at the full rate, and it is validated and kept as best."""
     torch.set_num_threads(1)
     res = Trainer(_cfg(phantoms, tmp_path / "t", epochs=50, val_every=0, time_limit=1e-4), quiet=True).fit()
-    assert [r["epoch"] for r in res["history"]] == [1]
-    assert res["history"][0]["lr"] == pytest.approx(_cfg(phantoms, tmp_path / "t").lr)
-    assert "val" in res["history"][0]
+    assert [r["epoch"] for r in res.history] == [1]
+    assert res.history[0]["lr"] == pytest.approx(_cfg(phantoms, tmp_path / "t").lr)
+    assert "val" in res.history[0]
     assert torch.load(tmp_path / "t" / "best.pt", weights_only=True)["epoch"] == 1
 
 

@@ -42,18 +42,18 @@ def _check_explicit(explicit: dict[Modality, Path]) -> None:
 def _from_dicom(folder: Path, explicit: dict[Modality, Path], workdir: Path, progress=None) -> PatientInput:
     from ..convert import convert_study
 
-    report = convert_study(folder, workdir / "nifti", progress=progress)
-    images = {Modality(k): Path(v) for k, v in report["written"].items()}
+    converted = convert_study(folder, workdir / "nifti", progress=progress)
+    images = {Modality(k): v for k, v in converted.written.items()}
     rows = []
-    for s in report["series"]:
+    for s in converted.series:
         rows.append({"modality": s.get("detected", "OTHER"), "file": f"series {s.get('series_id', '?')}: {s.get('description', '')}",
                      "confidence": s.get("confidence", 0.0), "reasons": list(s.get("reasons", [])) + list(s.get("problems", [])),
-                     "used": s.get("selected") is not None and s["selected"] in report["written"]})
-    warnings = list(report.get("warnings", [])) + list(report.get("errors", []))
+                     "used": s.get("selected") is not None and s["selected"] in converted.written})
+    warnings = converted.warnings + converted.errors
     images.update(explicit)
     rows += _explicit_rows(explicit)
-    files = {s["selected"]: s["uid"] for s in report["series"] if s.get("selected")}
-    return PatientInput(folder.name, "dicom", images, rows, warnings, report, files)
+    files = {s["selected"]: s["uid"] for s in converted.series if s.get("selected")}
+    return PatientInput(folder.name, "dicom", images, rows, warnings, converted.to_json(), files)
 
 
 def _from_nifti(folder: Path, explicit: dict[Modality, Path]) -> PatientInput:

@@ -22,6 +22,7 @@ from ..device import pick_device
 from ..errors import InputError, MmtumorError
 from ..io.dataset import cases_from_manifest, load_or_create_manifest
 from ..modalities import MODALITIES
+from ..results import TrainResult
 from .cache import CachedCase, build_cache, dataset_key
 from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .config import TrainConfig
@@ -228,7 +229,7 @@ class Trainer:
         return summary
 
     # ------------------------------------------------------------------ main loop
-    def fit(self) -> dict:
+    def fit(self) -> TrainResult:
         """Set up (a failure here leaves no new run folder behind), then train."""
         fresh = self.dist.main and not self.run_dir.exists()
         try:
@@ -356,8 +357,8 @@ class Trainer:
             if not best_path.exists():
                 checkpoint(epoch, True, best_path)
             self._plot_curves(history)
-        return {"rank": self.dist.rank, "run_dir": str(self.run_dir), "epochs": len(history), "history": history, "best_score": best,
-                "last": str(last_path), "best": str(best_path)}
+        return TrainResult(Path(self.run_dir), len(history), best, Path(best_path), Path(last_path), history,
+                           self.dist.rank)
 
     def _sync_int(self, value: int) -> int:
         """Rank 0's value on every rank (so all ranks stop at the same epoch)."""
@@ -526,5 +527,5 @@ def _model_config_dict(model: torch.nn.Module) -> dict:
     return {k: (list(v) if isinstance(v, tuple) else v) for k, v in d.items()}
 
 
-def train(cfg: TrainConfig, quiet: bool = False, resume: bool = False) -> dict:
+def train(cfg: TrainConfig, quiet: bool = False, resume: bool = False) -> TrainResult:
     return Trainer(cfg, quiet=quiet, resume=resume).fit()

@@ -7,8 +7,6 @@ from .locations import INTENDED_USE, REGIONS
 
 def render_card(meta: dict) -> str:
     """Human-readable model card (Markdown) generated from the JSON, so the two never disagree."""
-    from ..modalities import SUBSETS
-
     lines = [f"# {meta.get('name')} ({meta.get('method')})", "", f"**Intended use:** {meta.get('intended_use') or INTENDED_USE}", ""]
     if meta.get("description"):
         lines += [meta["description"], ""]
@@ -24,27 +22,43 @@ def render_card(meta: dict) -> str:
     metrics = meta.get("metrics") or {}
     table = metrics.get("expected_dice") or {}
     if table:
-        lines += [f"## Dice per modality subset ({metrics.get('expected_dice_source', 'held-out phantoms')})", "",
-                  "| T1 | T1c | T2 | FLAIR | WT | TC | ET |", "|:-:|:-:|:-:|:-:|--:|--:|--:|"]
-        for s in SUBSETS:
-            row = table.get(s.code)
-            if not isinstance(row, dict):
-                continue
-            dots = " | ".join("●" if p else "○" for p in s.mask)
-            vals = " | ".join(f"{row[r]:.3f}" if isinstance(row.get(r), (int, float)) else "–" for r in REGIONS)
-            lines.append(f"| {dots} | {vals} |")
-        lines.append("")
+        lines += _subset_table(f"## Dice per modality subset ({metrics.get('expected_dice_source', 'held-out phantoms')})", table)
     real = metrics.get("real") or {}
     if real:
-        lines += ["## Real scans (validation only, never trained on)", ""]
-        for key, row in real.items():
-            lines.append(f"- **{key}**: " + (", ".join(f"{k} {v}" for k, v in row.items()) if isinstance(row, dict) else str(row)))
-        lines.append("")
+        lines += ["## Real scans (validation only, never trained on)", ""] + _real_rows(real)
+    before = metrics.get("phantom") or {}
+    if before:  # a real-trained model keeps the figures of the phantom-trained weights it started from
+        lines += ["## Before real data: the phantom-trained weights this model started from", "",
+                  f"Training data: {before.get('training_data') or '–'}", ""]
+        if before.get("expected_dice"):
+            lines += _subset_table(f"### Dice per modality subset ({before.get('expected_dice_source', 'held-out phantoms')})",
+                                   before["expected_dice"])
+        if before.get("real"):
+            lines += ["### Real scans (validation only)", ""] + _real_rows(before["real"])
     if not table and not real:
         lines += ["## Performance", "", "No benchmark recorded for these weights yet.", ""]
     lines += ["## Limitations", "", "Trained on synthetic phantoms unless stated above; accuracy on real scans can be much",
               "lower than on phantoms. Always review the segmentation.", ""]
     return "\n".join(lines)
+
+
+def _subset_table(title: str, table: dict) -> list[str]:
+    from ..modalities import SUBSETS
+
+    lines = [title, "", "| T1 | T1c | T2 | FLAIR | WT | TC | ET |", "|:-:|:-:|:-:|:-:|--:|--:|--:|"]
+    for s in SUBSETS:
+        row = table.get(s.code)
+        if not isinstance(row, dict):
+            continue
+        dots = " | ".join("●" if p else "○" for p in s.mask)
+        vals = " | ".join(f"{row[r]:.3f}" if isinstance(row.get(r), (int, float)) else "–" for r in REGIONS)
+        lines.append(f"| {dots} | {vals} |")
+    return lines + [""]
+
+
+def _real_rows(real: dict) -> list[str]:
+    return [f"- **{key}**: " + (", ".join(f"{k} {v}" for k, v in row.items()) if isinstance(row, dict) else str(row))
+            for key, row in real.items()] + [""]
 
 
 def summary(meta: dict) -> str:
