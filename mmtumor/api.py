@@ -317,7 +317,9 @@ def segment(patients: list[Path | str] | Path | str | None = None, output: Path 
                               min_component_fraction=min_component_fraction)
     if isinstance(patients, (str, Path)):
         patients = [patients]
-    with _explicit_images({"T1": t1, "T1c": t1c, "T2": t2, "FLAIR": flair}) as explicit:
+    from .infer.inputs import explicit_images
+
+    with explicit_images({"T1": t1, "T1c": t1c, "T2": t2, "FLAIR": flair}) as explicit:
         return _segment(list(patients or []), output, weights, batch, explicit, options, on_patient, on_step)
 
 
@@ -334,42 +336,6 @@ def segment_options(*, skull_strip: str | bool = "auto", overlap: float = 0.5, m
         raise InputError(f"skull_strip must be auto, yes or no, not {skull_strip!r}")
     return SegmentOptions(skull_strip=strip, overlap=overlap,
                           min_et_voxels=DEFAULT_MIN_ET_VOXELS if min_et_voxels is None else min_et_voxels, **flags)
-
-
-class _explicit_images:
-    """``{modality name: path or nibabel image}`` -> ``{Modality: path}``; in-memory images are written to a temporary
-    folder that lives as long as the ``with`` block (the inputs themselves are never modified)."""
-
-    def __init__(self, given: dict) -> None:
-        self.given = {k: v for k, v in given.items() if v is not None}
-        self.work: Path | None = None
-
-    def __enter__(self) -> dict:
-        import tempfile
-
-        import nibabel as nib
-
-        from .modalities import parse_modality
-
-        explicit = {}
-        for name, value in self.given.items():
-            if isinstance(value, (str, Path)):
-                explicit[parse_modality(name)] = Path(value)
-            elif isinstance(value, nib.spatialimages.SpatialImage):
-                if self.work is None:
-                    self.work = Path(tempfile.mkdtemp(prefix="mmtumor-api-"))
-                path = self.work / f"{name.lower()}.nii.gz"
-                nib.save(nib.Nifti1Image(np.asanyarray(value.dataobj), value.affine), str(path))
-                explicit[parse_modality(name)] = path
-            else:
-                raise InputError(f"{name}: expected a path or a nibabel image, not {type(value).__name__}")
-        return explicit
-
-    def __exit__(self, *exc) -> None:
-        import shutil
-
-        if self.work is not None:
-            shutil.rmtree(self.work, ignore_errors=True)
 
 
 def _segment(items: list[Path | str], output: Path | str, weights: str | None, batch: Path | str | None,

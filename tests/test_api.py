@@ -15,12 +15,13 @@ PRESENTATION_ONLY = {"quiet", "as_json"}
 COMMANDS = ("inspect", "segment", "compare", "convert", "train", "benchmark", "synth")
 
 
-def _cli_params(name: str) -> list[str]:
+def _cli_params(name: str) -> list:
+    """The click parameters of one command (name, default, required)."""
     from typer.main import get_command
 
     from mmtumor.cli import app
 
-    return [p.name for p in get_command(app).commands[name].params]
+    return get_command(app).commands[name].params
 
 
 @pytest.mark.parametrize("name", COMMANDS)
@@ -29,7 +30,7 @@ def test_every_cli_flag_is_an_api_keyword_of_the_same_name(name):
     from mmtumor import api
 
     accepted = set(inspect.signature(getattr(api, name)).parameters)
-    missing = [p for p in _cli_params(name) if p not in PRESENTATION_ONLY and p not in accepted]
+    missing = [p.name for p in _cli_params(name) if p.name not in PRESENTATION_ONLY and p.name not in accepted]
     assert not missing, f"api.{name} lacks the CLI's {missing}"
 
 
@@ -37,13 +38,11 @@ def test_every_cli_flag_is_an_api_keyword_of_the_same_name(name):
 def test_api_defaults_are_the_cli_defaults(name):
     """Same flag, same default: a Python caller gets what a CLI user gets (None in the API = the CLI's default is
     computed, e.g. the ET threshold from postprocess, or the method's paper default)."""
-    from typer.main import get_command
-
     from mmtumor import api
     from mmtumor.postprocess import DEFAULT_MIN_ET_VOXELS
 
     sig = inspect.signature(getattr(api, name)).parameters
-    for p in get_command(__import__("mmtumor.cli", fromlist=["app"]).app).commands[name].params:
+    for p in _cli_params(name):
         if p.name in PRESENTATION_ONLY or p.name not in sig or p.required:
             continue
         api_default = sig[p.name].default

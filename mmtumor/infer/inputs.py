@@ -10,6 +10,8 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from ..errors import InputError, NoCasesError
 from ..io.nifti import is_nifti
 from ..modalities import MODALITIES, Modality
@@ -114,3 +116,37 @@ def resolve_patient(path: Path | None, explicit: dict[Modality, Path], workdir: 
         raise NoCasesError(f"no T1, T1c, T2 or FLAIR image found in {path}{hint}")
     pin.images = {m: pin.images[m] for m in MODALITIES if m in pin.images}
     return pin
+
+
+class explicit_images:
+    """``{modality name: path or nibabel image}`` -> ``{Modality: path}``; in-memory images are written to a temporary
+    folder that lives as long as the ``with`` block (the inputs themselves are never modified)."""
+
+    def __init__(self, given: dict) -> None:
+        self.given = {k: v for k, v in given.items() if v is not None}
+        self.work: Path | None = None
+
+    def __enter__(self) -> dict:
+        import nibabel as nib
+
+        from ..modalities import parse_modality
+
+        explicit: dict[Modality, Path] = {}
+        for name, value in self.given.items():
+            if isinstance(value, (str, Path)):
+                explicit[parse_modality(name)] = Path(value)
+            elif isinstance(value, nib.spatialimages.SpatialImage):
+                if self.work is None:
+                    self.work = Path(tempfile.mkdtemp(prefix="mmtumor-api-"))
+                path = self.work / f"{name.lower()}.nii.gz"
+                nib.save(nib.Nifti1Image(np.asanyarray(value.dataobj), value.affine), str(path))
+                explicit[parse_modality(name)] = path
+            else:
+                raise InputError(f"{name}: expected a path or a nibabel image, not {type(value).__name__}")
+        return explicit
+
+    def __exit__(self, *exc) -> None:
+        import shutil
+
+        if self.work is not None:
+            shutil.rmtree(self.work, ignore_errors=True)
