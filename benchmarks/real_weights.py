@@ -29,11 +29,13 @@ CITATION = ("Menze et al., IEEE TMI 34(10) 2015; Bakas et al., Scientific Data 4
             "policy (TCGA-GBM / TCGA-LGG, CC BY 3.0)")
 
 
-def training_data(init_from: str) -> str:
-    """The card's training-data line of a real-trained model started from ``init_from``'s phantom-trained weights."""
+def training_data(init_from: str, start: str | None = None) -> str:
+    """The card's training-data line of a real-trained model started from ``init_from``'s phantom-trained weights,
+    or from ``start`` (words naming other weights) where the chain did not begin at this model's phantom weights."""
+    start = start or f"the phantom-trained {init_from} (figures under 'Before real data')"
     return ("real: the 28 'train' cases of ../shared/data/real-train (BraTS 2018/2019/2021 training cases with expert "
-            f"labels, splits.json), initialised from the phantom-trained {init_from} (figures under 'Before real "
-            "data'); the 8 'val' cases chose the checkpoint and were never trained on. Cite: " + CITATION)
+            f"labels, splits.json), initialised from {start}; the 8 'val' cases chose the checkpoint and were never "
+            "trained on. Cite: " + CITATION)
 
 
 def phantom_figures(previous: dict) -> dict:
@@ -72,6 +74,14 @@ for _name, _method, _extra in [("a2fseg-avg-cpu", "a2fseg-avg", []), ("a2fseg-me
                                ("mmformer-cpu", "mmformer", []), ("unet-cpu", "unet", []),
                                ("master-assistant-cpu", "master-assistant", [])]:
     RECIPES[_name] = (_method, [*_STAGE1, "--init-from", _name, *_extra])
+
+# session of 2026-12-05 (second): stage 2 of master-assistant continues its stage-1 run at half the rate; MedMAP is
+# an alignment add-on to A2FSeg with the same weights, so it starts from the real-trained default instead of from
+# its own phantom weights (1 CPU budget buys one short stage, and the default has had three)
+_STAGE2 = [*_STAGE1[:_STAGE1.index("--lr")], "--lr", "5e-4", *_STAGE1[_STAGE1.index("--lr") + 2:]]
+RECIPES["master-assistant-cpu-2"] = ("master-assistant", [*_STAGE2, "--init-from",
+                                                          str(ROOT / "runs" / "real" / "master-assistant-cpu")])
+RECIPES["a2fseg-medmap-cpu"] = ("a2fseg", [*_STAGE2, "--init-from", "a2fseg-cpu", "--align", "medmap"])
 
 
 def train(args) -> None:
@@ -136,7 +146,7 @@ def ship(args) -> None:
         sys.exit(f"{args.report} holds {len(table)} subsets for {args.bench_name or args.name}, not 15")
     cases = json.loads((Path(args.report) / "report.json").read_text())["meta"]["cases"]
     meta = {
-        "training_data": training_data(args.name),
+        "training_data": training_data(args.name, args.start),
         "description": args.description,
         "metrics": {"expected_dice": table,
                     "expected_dice_source": f"{cases} real validation cases (splits.json 'val'), mean over cases, "
@@ -172,6 +182,8 @@ def main() -> None:
     s.add_argument("--bench-name", default=None, help="the model's name in the sweep (default NAME)")
     s.add_argument("--description", default="")
     s.add_argument("--default", action="store_true")
+    s.add_argument("--start", default=None,
+                   help="what the run was initialised from, where not NAME's own phantom weights (card wording)")
     s.add_argument("--real-row", nargs=4, action="append", metavar=("NAME", "WT", "TC", "ET"),
                    help="a real-scan figure measured for this model (e.g. the six BraTS 2013 cases)")
     args = ap.parse_args()

@@ -262,6 +262,8 @@ def test_real_trained_card_keeps_the_phantom_figures_it_started_from():
     before = card.split("## Before real data")[1]
     assert "0.190" in before and "0.610" not in before and "BraTS2013 T1c+FLAIR (6 cases)" in before
     assert "initialised from the phantom-trained unet-cpu" in card and "Bakas" in card
+    other = rw.training_data("a2fseg-medmap-cpu", "the real-trained a2fseg-cpu")
+    assert "initialised from the real-trained a2fseg-cpu;" in other and "phantom-trained" not in other
 
 
 def test_real_summary_lists_mean_all_four_and_t1c_flair_per_model_and_paper_column():
