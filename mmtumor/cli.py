@@ -254,6 +254,8 @@ def train(
     workers: Optional[int] = typer.Option(None, min=0, help="DataLoader worker processes."),
     align: Optional[str] = typer.Option(None, help="Training add-on: medmap."),
     dropout_schedule: Optional[str] = typer.Option(None, "--dropout-schedule", help="a2fseg, uniform, bernoulli or none (default per method)."),
+    augment: Optional[str] = typer.Option(None, "--augment", help="standard (flips, rotation, scaling, intensity, gamma, "
+                                          "noise), clinical (adds elastic, bias field, thick slices, low resolution) or none."),
     seed: Optional[int] = typer.Option(None, help="Random seed."),
     val_every: Optional[int] = typer.Option(None, "--val-every", min=0, help="Validate every K epochs (0 = never)."),
     target_spacing: Optional[float] = typer.Option(None, "--target-spacing", min=1e-12, help="Train at this isotropic voxel size in mm (e.g. 2 for CPU models)."),
@@ -277,7 +279,7 @@ def train(
 
     result = api.train(data_dir, method=method, output=output, preset=preset, epochs=epochs, iters_per_epoch=iters_per_epoch,
                        patch=patch, batch=batch, lr=lr, optimizer=optimizer, amp=amp, device=device, workers=workers,
-                       align=align, dropout_schedule=dropout_schedule, seed=seed, val_every=val_every, resume=resume,
+                       align=align, dropout_schedule=dropout_schedule, augment=augment, seed=seed, val_every=val_every, resume=resume,
                        target_spacing=target_spacing, soft_labels=soft_labels, stop_after=stop_after, time_limit=time_limit,
                        init_from=init_from, config=config, quiet=quiet, split_file=split_file, overwrite=overwrite)
     if result.rank == 0:

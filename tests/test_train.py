@@ -178,10 +178,10 @@ def test_cli_train_end_to_end_and_export(phantoms, tmp_path):
     run = tmp_path / "run"
     r = runner.invoke(app, ["train", str(phantoms), "--method", "unet", "-o", str(run), "--preset", "tiny", "--epochs", "1",
                             "--iters-per-epoch", "1", "--patch", "32", "32", "32", "--device", "cpu", "--workers", "0",
-                            "--no-amp", "--val-every", "1", "-q"])
+                            "--no-amp", "--val-every", "1", "--augment", "clinical", "-q"])
     assert r.exit_code == 0, r.output
     cfg = json.loads((run / "config.json").read_text())
-    assert cfg["method"] == "unet" and cfg["patch"] == [32, 32, 32]
+    assert cfg["method"] == "unet" and cfg["patch"] == [32, 32, 32] and cfg["augment"] == "clinical"
     r = runner.invoke(app, ["weights", "export", str(run), "-o", str(tmp_path / "w"), "--name", "mini"])
     assert r.exit_code == 0, r.output
     assert (tmp_path / "w" / "mini.safetensors").exists()
@@ -281,3 +281,54 @@ def test_soft_label_cache_keeps_partial_volume(phantoms, tmp_path):
     gen = torch.Generator().manual_seed(0)
     _, yh = augment_batch(xb, yb, present, gen, p_spatial=1.0)
     assert set(torch.unique(yh).tolist()) <= {0.0, 1.0}
+
+
+def test_clinical_augmentation_degrades_like_a_hospital_scan_and_keeps_the_contract(phantoms, tmp_path):
+    """Thick slices blur along one axis only, low resolution along all three; clinical augmentation keeps absent
+    modalities and the background at zero, labels binary, and is reproducible for a seed; old boolean configs load."""
+    from mmtumor.train.sampling import augment_batch, degrade_resolution
+
+    noise = torch.randn(1, 32, 32, 32, generator=torch.Generator().manual_seed(1))
+
+    def roughness(v, axis):  # mean squared difference of neighbours along an axis
+        return float(torch.diff(v, dim=axis).pow(2).mean())
+
+    thick = degrade_resolution(noise, 0, 3.0)  # the first spatial axis: dim 1 of this [1, D, H, W] tensor
+    assert thick.shape == noise.shape
+    # averaging lowers the noise everywhere; only the thick axis loses its detail relative to the in-plane axes
+    assert roughness(thick, 1) < 0.3 * roughness(thick, 2) and roughness(thick, 1) < 0.3 * roughness(thick, 3)
+    assert 0.8 < roughness(thick, 2) / roughness(thick, 3) < 1.25
+    low = degrade_resolution(noise, None, 2.0)
+    assert all(roughness(low, a) < 0.5 * roughness(noise, a) for a in (1, 2, 3))
+    assert 0.7 < roughness(low, 1) / roughness(low, 3) < 1.4
+    assert torch.allclose(degrade_resolution(torch.full((1, 16, 16, 16), 3.0), 0, 2.5), torch.tensor(3.0))
+
+    brain = torch.zeros(4, 1, 32, 32, 32)
+    brain[:, :, 4:28, 4:28, 4:28] = 1
+    x = (torch.rand(4, 4, 32, 32, 32, generator=torch.Generator().manual_seed(2)) + 0.5) * brain
+    y = (torch.rand(4, 3, 32, 32, 32, generator=torch.Generator().manual_seed(3)) > 0.7).float() * brain
+    present = torch.tensor([[1, 1, 1, 1], [0, 1, 0, 1], [1, 0, 0, 0], [0, 0, 1, 1]], dtype=torch.bool)
+    x = x * present.view(4, 4, 1, 1, 1)
+
+    def run(seed, clinical):
+        return augment_batch(x.clone(), y.clone(), present, torch.Generator().manual_seed(seed), p_spatial=1.0,
+                             clinical=clinical)
+
+    xa, ya = run(5, True)
+    assert torch.equal(xa, run(5, True)[0]) and not torch.equal(xa, run(6, True)[0])
+    assert not torch.allclose(xa, run(5, False)[0])
+    assert (xa[~present] == 0).all() and set(torch.unique(ya).tolist()) <= {0.0, 1.0}
+    assert torch.isfinite(xa).all()
+    # the acquisition step alone (bias field, thick slices, low resolution) never writes outside the brain
+    from mmtumor.train.sampling import _clinical_acquisition
+
+    gen = torch.Generator().manual_seed(7)
+    out = _clinical_acquisition(x.clone(), brain, lambda *shape: torch.rand(*shape, generator=gen), gen)
+    assert (out * (1 - brain) == 0).all() and (out[~present] == 0).all()
+    changed = (out - x).abs().amax(dim=(2, 3, 4)) > 1e-3
+    assert changed.any() and not changed.all()  # each modality is degraded with probability 0.3 per effect
+
+    cfg = _cfg(phantoms, tmp_path / "r", augment=True)
+    assert cfg.augment == "standard" and _cfg(phantoms, tmp_path / "r", augment=False).augment == "none"
+    with pytest.raises(InputError, match="clinical"):
+        _cfg(phantoms, tmp_path / "r", augment="hospital")

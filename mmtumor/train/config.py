@@ -10,6 +10,8 @@ from pathlib import Path
 from ..errors import InputError
 from ..methods import get_method
 
+AUGMENTATIONS = ("standard", "clinical", "none")  # train --augment; sampling.augment_batch does them
+
 @dataclass
 class TrainConfig:
     method: str
@@ -39,7 +41,7 @@ class TrainConfig:
     val_max_cases: int = 10
     grad_clip: float = 12.0
     fg_fraction: float = 1 / 3
-    augment: bool = True
+    augment: str = "standard"  # standard | clinical (adds elastic, bias field, thick slices) | none; old configs: bool
     cache_dir: str | None = None
     target_spacing: float | None = None  # resample training data to this isotropic spacing (mm); None = as is
     soft_labels: bool = False  # with target_spacing: train on each coarse voxel's region fraction, not a 0.5 threshold
@@ -72,6 +74,8 @@ def resolve_config(method: str, data_dir: str | Path, run_dir: str | Path, confi
     if bad:
         raise InputError(f"unknown training option(s): {', '.join(sorted(bad))}")
     values["patch"] = tuple(int(p) for p in values["patch"])
+    if isinstance(values.get("augment"), bool):  # configs saved before the clinical option
+        values["augment"] = "standard" if values["augment"] else "none"
     cfg = TrainConfig(**values)
     if cfg.optimizer not in ("adam", "sgd"):
         raise InputError(f"unknown optimizer '{cfg.optimizer}' (adam or sgd)")
@@ -79,6 +83,8 @@ def resolve_config(method: str, data_dir: str | Path, run_dir: str | Path, confi
         raise InputError("epochs, iters-per-epoch and batch must be >= 1")
     if cfg.time_limit is not None and not cfg.time_limit > 0:
         raise InputError(f"--time-limit must be a positive number of minutes, not {cfg.time_limit}")
+    if cfg.augment not in AUGMENTATIONS:
+        raise InputError(f"unknown augmentation '{cfg.augment}' ({', '.join(AUGMENTATIONS)})")
     if any(p < 8 for p in cfg.patch):
         raise InputError(f"patch {cfg.patch} is too small (each side >= 8)")
     return cfg

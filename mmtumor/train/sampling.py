@@ -83,11 +83,36 @@ def _noise_like(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     return torch.randn(x.shape, generator=torch.Generator(device=x.device).manual_seed(seed), device=x.device, dtype=x.dtype)
 
 
+def _smooth_field(gen: torch.Generator, shape: Sequence[int], channels: int, size: Sequence[int],
+                  nodes: int = 4) -> torch.Tensor:
+    """Smooth random fields [B, channels, *size] in [-1, 1]: uniform noise on a ``nodes``³ lattice, upsampled
+    (cubic-like smoothness from trilinear interpolation of a coarse lattice)."""
+    coarse = torch.rand(shape[0], channels, nodes, nodes, nodes, generator=gen) * 2 - 1
+    return F.interpolate(coarse, size=tuple(size), mode="trilinear", align_corners=True)
+
+
+def degrade_resolution(x: torch.Tensor, axis: int | None, factor: float) -> torch.Tensor:
+    """One volume [*, D, H, W] as a coarser acquisition would give it, back on its own grid: averaged over
+    ``factor`` voxels along ``axis`` (a thick-slice 2D sequence) or along all three axes (``axis`` None: a
+    low-resolution scan), then interpolated back. Why: clinical FLAIR and T2 are often 4-6 mm 2D slices while the
+    training cases are 1 mm isotropic."""
+    size = x.shape[-3:]
+    coarse = [max(1, round(n / factor)) if axis is None or a == axis else n for a, n in enumerate(size)]
+    v = x.reshape(1, -1, *size)
+    v = F.interpolate(F.interpolate(v, size=coarse, mode="area"), size=tuple(size), mode="trilinear",
+                      align_corners=False)
+    return v.reshape(x.shape)
+
+
 def augment_batch(x: torch.Tensor, y: torch.Tensor, present: torch.Tensor, gen: torch.Generator,
                   p_spatial: float = 0.5, max_angle_deg: float = 20.0, scale_range=(0.8, 1.2),
-                  p_intensity: float = 0.8, soft_labels: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+                  p_intensity: float = 0.8, soft_labels: bool = False,
+                  clinical: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """Flips, rotation + scaling (one affine resampling), per-channel intensity scale/shift, gamma, noise.
 
+    ``clinical`` adds what separates hospital scans from the BraTS training set: a smooth elastic displacement in
+    the same resampling, a multiplicative bias field per modality (uncorrected scanners), and per modality
+    thick slices or low resolution (2D sequences, older protocols), each with probability 0.3.
     Works on the device of ``x``; absent channels stay exactly zero. Resampled targets are thresholded at 0.5
     unless ``soft_labels`` (then the interpolated fractions are kept, like the soft cache).
     """
@@ -97,15 +122,20 @@ def augment_batch(x: torch.Tensor, y: torch.Tensor, present: torch.Tensor, gen: 
     def rand(*shape):  # drawn on the CPU (one seeded stream), so decisions below need no device sync
         return torch.rand(*shape, generator=gen, device="cpu")
 
-    # spatial: rotation + scaling via one affine grid (trilinear image, nearest-ish labels via threshold)
+    # spatial: rotation + scaling (+ elastic) via one grid (trilinear image, nearest-ish labels via threshold)
     do = rand(b) < p_spatial
-    if bool(do.any()):
+    elastic = (rand(b) < 0.3) if clinical else torch.zeros(b, dtype=torch.bool)
+    if bool(do.any()) or bool(elastic.any()):
         angles = (rand(b, 3) * 2 - 1) * math.radians(max_angle_deg) * do[:, None]
         scale = scale_range[0] + rand(b, 1) * (scale_range[1] - scale_range[0])
         scale = torch.where(do[:, None], scale, torch.ones_like(scale))
         theta = torch.zeros(b, 3, 4)
         theta[:, :, :3] = _rotation_matrix(angles) / scale[:, :, None]
         grid = F.affine_grid(theta.to(dev), list(x.shape), align_corners=False)
+        if bool(elastic.any()):  # up to ~2 voxels of smooth displacement (grid units: 2 / side per voxel)
+            amp = elastic.float().view(b, 1, 1, 1, 1) * 4.0 / max(x.shape[2:])
+            disp = _smooth_field(gen, x.shape, 3, x.shape[2:], nodes=5) * amp
+            grid = grid + disp.permute(0, 2, 3, 4, 1).to(dev, grid.dtype)
         x = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
         y = F.grid_sample(y, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
         if not soft_labels:
@@ -120,6 +150,8 @@ def augment_batch(x: torch.Tensor, y: torch.Tensor, present: torch.Tensor, gen: 
     # intensity, per sample and channel, inside the brain only (skull-stripped background stays 0)
     c = x.shape[1]
     brain = (x.abs().sum(1, keepdim=True) > 0).to(x.dtype)
+    if clinical:
+        x = _clinical_acquisition(x, brain, rand, gen)
     on = (rand(b, c) < p_intensity).float().view(b, c, 1, 1, 1)
     mult = 1 + on * (rand(b, c).view(b, c, 1, 1, 1) * 0.4 - 0.2)
     shift = on * (rand(b, c).view(b, c, 1, 1, 1) * 0.4 - 0.2)
@@ -132,3 +164,23 @@ def augment_batch(x: torch.Tensor, y: torch.Tensor, present: torch.Tensor, gen: 
     x = x + _noise_like(x, gen) * noise_sd * brain
     x = x * present.view(b, c, 1, 1, 1).to(x.dtype)
     return x, y
+
+
+def _clinical_acquisition(x: torch.Tensor, brain: torch.Tensor, rand, gen: torch.Generator) -> torch.Tensor:
+    """Per sample and modality, each with probability 0.3: a smooth bias field (log-amplitude up to 0.3), and thick
+    slices along a random axis (factor 2-3 on the working grid: 4-6 mm at 2 mm) or, one time in three, isotropic
+    low resolution (factor 1.5-2)."""
+    b, c = x.shape[:2]
+    bias = (rand(b, c) < 0.3).float().view(b, c, 1, 1, 1)
+    if bool(bias.any()):
+        field = _smooth_field(gen, x.shape, c, x.shape[2:], nodes=3) * 0.3 * bias
+        x = x * torch.exp(field.to(x.device, x.dtype))
+    coarse = rand(b, c) < 0.3
+    kinds, factors = rand(b, c), rand(b, c)
+    axes = torch.randint(0, 3, (b, c), generator=gen)
+    for i, j in coarse.nonzero().tolist():
+        if float(kinds[i, j]) < 1 / 3:
+            x[i, j] = degrade_resolution(x[i, j], None, 1.5 + 0.5 * float(factors[i, j]))
+        else:
+            x[i, j] = degrade_resolution(x[i, j], int(axes[i, j]), 2.0 + float(factors[i, j]))
+    return x * brain

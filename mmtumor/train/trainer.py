@@ -391,8 +391,8 @@ class Trainer:
             td = time.perf_counter()
             x, y, present = next(it)
             x, y, present = (t.to(self.device, non_blocking=True) for t in (x, y, present))
-            if cfg.augment:
-                x, y = augment_batch(x, y, present, gen, soft_labels=cfg.soft_labels)
+            if cfg.augment != "none":
+                x, y = augment_batch(x, y, present, gen, soft_labels=cfg.soft_labels, clinical=cfg.augment == "clinical")
             data_time += time.perf_counter() - td
             from ..infer.sliding import autocast_context
 
