@@ -155,7 +155,8 @@ def train(data_dir: Path | str, *, method: str = "a2fseg", output: Path | str = 
           patch: tuple[int, int, int] | None = None, batch: int | None = None, lr: float | None = None,
           optimizer: str | None = None, amp: bool | None = None, device: str = "auto", workers: int | None = None,
           align: str | None = None, dropout_schedule: str | None = None, augment: str | None = None,
-          seed: int | None = None, val_every: int | None = None, target_spacing: float | None = None, soft_labels: bool | None = None,
+          mix_data: Path | str | None = None, mix_fraction: float | None = None, seed: int | None = None,
+          val_every: int | None = None, target_spacing: float | None = None, soft_labels: bool | None = None,
           stop_after: int | None = None, time_limit: float | None = None, resume: bool = False,
           overwrite: bool = False, init_from: str | None = None, split_file: Path | str | None = None,
           config: Path | str | None = None, quiet: bool = False) -> TrainResult:
@@ -182,7 +183,8 @@ def train(data_dir: Path | str, *, method: str = "a2fseg", output: Path | str = 
         preset = default_preset(device != "cpu" and torch.cuda.is_available())
     options = dict(epochs=epochs, iters_per_epoch=iters_per_epoch, patch=tuple(patch) if patch is not None else None,
                    batch=batch, lr=lr, optimizer=optimizer, amp=amp, device=device, workers=workers, align=align,
-                   dropout_schedule=dropout_schedule, augment=augment, seed=seed, val_every=val_every, target_spacing=target_spacing,
+                   dropout_schedule=dropout_schedule, augment=augment, mix_data=str(mix_data) if mix_data else None,
+                   mix_fraction=mix_fraction, seed=seed, val_every=val_every, target_spacing=target_spacing,
                    soft_labels=soft_labels, stop_after=stop_after, time_limit=time_limit, init_from=init_from,
                    split_file=str(split_file) if split_file else None)
     cfg = resolve_config(method, data_dir, run_dir, config, preset=preset, **options)

@@ -256,6 +256,9 @@ def train(
     dropout_schedule: Optional[str] = typer.Option(None, "--dropout-schedule", help="a2fseg, uniform, bernoulli or none (default per method)."),
     augment: Optional[str] = typer.Option(None, "--augment", help="standard (flips, rotation, scaling, intensity, gamma, "
                                           "noise), clinical (adds elastic, bias field, thick slices, low resolution) or none."),
+    mix_data: Optional[Path] = typer.Option(None, "--mix-data", help="A second labelled folder (e.g. phantoms from "
+                                            "mmtumor synth) mixed into the training patches; its cases never validate."),
+    mix_fraction: Optional[float] = typer.Option(None, "--mix-fraction", help="With --mix-data: share of patches drawn from it (default 0.25)."),
     seed: Optional[int] = typer.Option(None, help="Random seed."),
     val_every: Optional[int] = typer.Option(None, "--val-every", min=0, help="Validate every K epochs (0 = never)."),
     target_spacing: Optional[float] = typer.Option(None, "--target-spacing", min=1e-12, help="Train at this isotropic voxel size in mm (e.g. 2 for CPU models)."),
@@ -280,6 +283,7 @@ def train(
     result = api.train(data_dir, method=method, output=output, preset=preset, epochs=epochs, iters_per_epoch=iters_per_epoch,
                        patch=patch, batch=batch, lr=lr, optimizer=optimizer, amp=amp, device=device, workers=workers,
                        align=align, dropout_schedule=dropout_schedule, augment=augment, seed=seed, val_every=val_every, resume=resume,
+                       mix_data=mix_data, mix_fraction=mix_fraction,
                        target_spacing=target_spacing, soft_labels=soft_labels, stop_after=stop_after, time_limit=time_limit,
                        init_from=init_from, config=config, quiet=quiet, split_file=split_file, overwrite=overwrite)
     if result.rank == 0:

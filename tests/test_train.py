@@ -332,3 +332,48 @@ def test_clinical_augmentation_degrades_like_a_hospital_scan_and_keeps_the_contr
     assert cfg.augment == "standard" and _cfg(phantoms, tmp_path / "r", augment=False).augment == "none"
     with pytest.raises(InputError, match="clinical"):
         _cfg(phantoms, tmp_path / "r", augment="hospital")
+
+
+def test_mixed_data_gives_its_share_of_patches_and_never_validates(phantoms, tmp_path, monkeypatch):
+    """--mix-data (phantoms beside real scans): its cases give --mix-fraction of the patches, train only, and are
+    named in config.json; the training folder itself or a fraction outside [0, 1] is a one-line error."""
+    from mmtumor.synth import write_dataset
+    from mmtumor.train.cache import CachedCase
+    from mmtumor.train.sampling import PatchStream
+
+    def case(value: float) -> CachedCase:
+        return CachedCase(f"c{value}", np.full((4, 16, 16, 16), value, np.float16), np.zeros((3, 16, 16, 16), np.uint8),
+                          np.ones(4, bool), np.zeros((0, 3), np.int32))
+
+    def shares(fraction: float) -> float:
+        stream = iter(PatchStream([case(1.0)], (8, 8, 8), "none", seed=0, mixed=[case(2.0)], mix_fraction=fraction))
+        return float(np.mean([float(next(stream)[0].max()) == 2.0 for _ in range(400)]))
+
+    assert shares(0.0) == 0.0 and shares(1.0) == 1.0 and 0.18 < shares(0.25) < 0.32
+
+    extra = tmp_path / "extra"
+    write_dataset(extra, 2, seed=99, shape=SHAPE)
+    for folder in list(extra.iterdir()):  # ids of their own (the generator names every case Synth_NNNNN)
+        for f in folder.iterdir():
+            f.rename(folder / f.name.replace("Synth", "Extra"))
+        folder.rename(extra / folder.name.replace("Synth", "Extra"))
+    monkeypatch.setenv("MMTUMOR_HOME", str(tmp_path / "home"))
+    run = tmp_path / "run"
+    common = ["--method", "unet", "--preset", "tiny", "--epochs", "1", "--iters-per-epoch", "1", "--patch", "32", "32",
+              "32", "--device", "cpu", "--workers", "0", "--no-amp", "--val-every", "0", "-q"]
+    r = CliRunner().invoke(app, ["train", str(phantoms), "-o", str(run), "--mix-data", str(extra), "--mix-fraction",
+                                 "0.5", *common[:-1]])
+    assert r.exit_code == 0, r.output
+    assert "mixing 2 cases" in r.output.replace("\n", " ")
+    cfg = json.loads((run / "config.json").read_text())
+    assert cfg["mix_data"] == str(extra) and cfg["mix_fraction"] == 0.5
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["root"] == str(phantoms) and not any(c.startswith("Extra") for c in manifest["cases"])
+    caches = sorted((tmp_path / "home" / "cache").iterdir())  # the training folder's cache and the mixed cases' own
+    assert len(caches) == 2 and sum(any(f.name.startswith("Extra") for f in c.iterdir()) for c in caches) == 1
+    for bad, message in ((["--mix-data", str(phantoms)], "training folder itself"),
+                         (["--mix-data", str(extra), "--mix-fraction", "1.5"], "between 0 and 1"),
+                         (["--mix-data", str(tmp_path / "none")], "found")):
+        r = CliRunner().invoke(app, ["train", str(phantoms), "-o", str(tmp_path / "bad"), *bad, *common])
+        assert r.exit_code == 1 and message in r.output and "Traceback" not in r.output, r.output
+        assert not (tmp_path / "bad").exists()

@@ -43,6 +43,8 @@ class TrainConfig:
     fg_fraction: float = 1 / 3
     augment: str = "standard"  # standard | clinical (adds elastic, bias field, thick slices) | none; old configs: bool
     cache_dir: str | None = None
+    mix_data: str | None = None  # a second labelled folder (e.g. phantoms) whose cases all train, none validate
+    mix_fraction: float = 0.25  # with mix_data: the share of patches drawn from it
     target_spacing: float | None = None  # resample training data to this isotropic spacing (mm); None = as is
     soft_labels: bool = False  # with target_spacing: train on each coarse voxel's region fraction, not a 0.5 threshold
     max_bad_steps: int = 10
@@ -83,6 +85,10 @@ def resolve_config(method: str, data_dir: str | Path, run_dir: str | Path, confi
         raise InputError("epochs, iters-per-epoch and batch must be >= 1")
     if cfg.time_limit is not None and not cfg.time_limit > 0:
         raise InputError(f"--time-limit must be a positive number of minutes, not {cfg.time_limit}")
+    if not 0.0 <= cfg.mix_fraction <= 1.0:
+        raise InputError(f"--mix-fraction must be between 0 and 1, not {cfg.mix_fraction}")
+    if cfg.mix_data and Path(cfg.mix_data).resolve() == Path(cfg.data_dir).resolve():
+        raise InputError("--mix-data names the training folder itself; give a second folder (e.g. phantoms)")
     if cfg.augment not in AUGMENTATIONS:
         raise InputError(f"unknown augmentation '{cfg.augment}' ({', '.join(AUGMENTATIONS)})")
     if any(p < 8 for p in cfg.patch):

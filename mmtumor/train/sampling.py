@@ -42,9 +42,11 @@ class PatchStream(torch.utils.data.IterableDataset):
     """Endless stream of (image, regions, present) patches; each worker/rank gets its own random stream."""
 
     def __init__(self, cases: list[CachedCase], patch: Sequence[int], schedule: str, seed: int, rank: int = 0,
-                 fg_fraction: float = 1 / 3) -> None:
+                 fg_fraction: float = 1 / 3, mixed: Sequence[CachedCase] = (), mix_fraction: float = 0.0) -> None:
+        """``mixed`` cases (e.g. phantoms beside real scans) give a ``mix_fraction`` share of the patches."""
         self.cases, self.patch, self.schedule = cases, tuple(patch), schedule
         self.seed, self.rank, self.fg_fraction = seed, rank, fg_fraction
+        self.mixed, self.mix_fraction = list(mixed), mix_fraction
         self.epoch = 1  # 1-based; the trainer updates it (workers are re-created per epoch)
 
     def __iter__(self):
@@ -52,7 +54,8 @@ class PatchStream(torch.utils.data.IterableDataset):
         wid = info.id if info else 0
         rng = np.random.default_rng([self.seed, self.rank, wid, self.epoch])
         while True:
-            case = self.cases[int(rng.integers(len(self.cases)))]
+            pool = self.mixed if self.mixed and rng.random() < self.mix_fraction else self.cases
+            case = pool[int(rng.integers(len(pool)))]
             img, reg = crop_patch(case, self.patch, rng, foreground=rng.random() < self.fg_fraction)
             present = draw_present(self.schedule, self.epoch, case.present, rng)
             img[~present] = 0.0

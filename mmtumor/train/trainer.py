@@ -20,7 +20,7 @@ import torch
 
 from ..device import pick_device
 from ..errors import InputError, MmtumorError
-from ..io.dataset import cases_from_manifest, load_or_create_manifest
+from ..io.dataset import cases_from_manifest, find_cases, load_or_create_manifest
 from ..modalities import MODALITIES
 from ..results import TrainResult
 from .cache import CachedCase, build_cache, dataset_key
@@ -144,6 +144,7 @@ class Trainer:
         from ..methods import get_method
 
         self.schedule = cfg.dropout_schedule or get_method(cfg.method).dropout_schedule
+        self.mixed_cases: list[CachedCase] = []  # cases of cfg.mix_data, filled by _prepare_data
         dev_kind = "cuda" if (cfg.device.startswith("cuda") or (cfg.device == "auto" and torch.cuda.is_available())) else "cpu"
         self.dist = init_distributed(dev_kind)
         self.device = pick_device(cfg.device, self.dist.local_rank)
@@ -175,19 +176,25 @@ class Trainer:
         home = Path(os.environ.get("MMTUMOR_HOME", Path.home() / ".cache" / "mmtumor"))
         key = dataset_key(train_cases + val_cases, cfg.target_spacing, cfg.soft_labels)
         cache_dir = Path(cfg.cache_dir) if cfg.cache_dir else home / "cache" / key
-        def build() -> tuple[list, list]:
-            return tuple(build_cache(cases, cache_dir, target_spacing=cfg.target_spacing, soft_labels=cfg.soft_labels)
-                         for cases in (train_cases, val_cases))
+        mixed = find_cases(cfg.mix_data, require_label=True) if cfg.mix_data else []  # all train, none validate
+        folders = [(train_cases, cache_dir), (val_cases, cache_dir),
+                   (mixed, home / "cache" / dataset_key(mixed, cfg.target_spacing, cfg.soft_labels))]
+
+        def build() -> list[list]:
+            return [build_cache(cases, folder, target_spacing=cfg.target_spacing, soft_labels=cfg.soft_labels)
+                    if cases else [] for cases, folder in folders]
 
         if self.dist.main:  # rank 0 builds; the others wait, then open the finished cache
             self._log(f"preprocessing cache: {cache_dir}")
-            train, val = build()
+            train, val, self.mixed_cases = build()
         if self.dist.world > 1:
             import torch.distributed as dist
 
             dist.barrier()
         if not self.dist.main:
-            train, val = build()
+            train, val, self.mixed_cases = build()
+        if mixed:
+            self._log(f"mixing {len(mixed)} cases of {cfg.mix_data} into {cfg.mix_fraction:.0%} of the patches")
         return train, val
 
     def _make_optimizer(self, model: torch.nn.Module) -> torch.optim.Optimizer:
@@ -289,7 +296,8 @@ class Trainer:
                             find_unused_parameters=True)
         else:
             ddp_model = model
-        stream = PatchStream(train_cases, cfg.patch, self.schedule, cfg.seed, rank=self.dist.rank, fg_fraction=cfg.fg_fraction)
+        stream = PatchStream(train_cases, cfg.patch, self.schedule, cfg.seed, rank=self.dist.rank, fg_fraction=cfg.fg_fraction,
+                             mixed=self.mixed_cases, mix_fraction=cfg.mix_fraction)
 
         def checkpoint(epoch: int, complete: bool, path: Path = last_path) -> None:
             if not self.dist.main:
