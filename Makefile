@@ -30,7 +30,7 @@ test: install
 # every weights-dependent table of docs/benchmarks.md with the current weights (long: ~2 h on a 2-core CPU; run it on
 # an idle machine, the timings are reported)
 bench: install
-	$(PY) benchmarks/bench_real.py --weights a2fseg-cpu a2fseg-phantom-cpu a2fseg-avg-cpu unet-cpu
+	$(PY) benchmarks/bench_real.py --weights a2fseg-cpu a2fseg-phantom-cpu a2fseg-avg-cpu a2fseg-medmap-cpu robustseg-cpu hemis-cpu mmformer-cpu unet-cpu master-assistant-cpu
 	$(PY) benchmarks/bench_postprocess_real.py --weights a2fseg-cpu
 	$(PY) benchmarks/bench_models.py --update-cards
 	$(PY) benchmarks/bench_et_threshold.py

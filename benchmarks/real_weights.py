@@ -85,6 +85,7 @@ RECIPES["a2fseg-medmap-cpu"] = ("a2fseg", [*_STAGE2, "--init-from", "a2fseg-cpu"
 # recipe comparisons for the default, each a stage 2 from the shipped weights like a2fseg-cpu-2 (750 steps,
 # standard augmentation, no phantoms: val mean 0.852 / 0.707 / 0.497), changing one thing
 PHANTOMS_MIX = ROOT / "runs" / "phantoms-mix"  # mmtumor synth runs/phantoms-mix --cases 80 --randomize --shape 120 120 78 --seed 7000
+RECIPES["a2fseg-cpu-std"] = ("a2fseg", [*_STAGE2, "--init-from", "a2fseg-cpu"])  # the same-budget control of both
 RECIPES["a2fseg-cpu-clinical"] = ("a2fseg", [*_STAGE2, "--init-from", "a2fseg-cpu", "--augment", "clinical"])
 RECIPES["a2fseg-cpu-mix"] = ("a2fseg", [*_STAGE2, "--init-from", "a2fseg-cpu", "--mix-data", str(PHANTOMS_MIX),
                                         "--mix-fraction", "0.25"])
