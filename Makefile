@@ -41,6 +41,7 @@ bench: install
 	$(PY) benchmarks/bench_segment.py
 	$(PY) benchmarks/bench_default_benchmark.py
 	$(PY) benchmarks/bench_grid_ceiling.py --spacings 1.5 2 3
+	$(PY) benchmarks/bench_small_tumours.py --weights a2fseg-cpu a2fseg-phantom-cpu
 	$(PY) benchmarks/collect.py
 
 lint: install

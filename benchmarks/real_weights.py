@@ -89,6 +89,19 @@ RECIPES["a2fseg-cpu-std"] = ("a2fseg", [*_STAGE2, "--init-from", "a2fseg-cpu"]) 
 RECIPES["a2fseg-cpu-clinical"] = ("a2fseg", [*_STAGE2, "--init-from", "a2fseg-cpu", "--augment", "clinical"])
 RECIPES["a2fseg-cpu-mix"] = ("a2fseg", [*_STAGE2, "--init-from", "a2fseg-cpu", "--mix-data", str(PHANTOMS_MIX),
                                         "--mix-fraction", "0.25"])
+# the 1.5 mm working grid (session of 2026-12-06): the same stage 2 with 64³ patches on a 1.5 mm grid (each patch
+# covers 96 mm instead of 128 mm; inference runs on 2.4x the voxels)
+_STAGE2_15 = [*_STAGE2[:_STAGE2.index("--target-spacing")], "--target-spacing", "1.5",
+              *_STAGE2[_STAGE2.index("--target-spacing") + 2:]]
+RECIPES["a2fseg-cpu-15"] = ("a2fseg", [*_STAGE2_15, "--init-from", "a2fseg-cpu"])
+# the paper's modality-dropout schedule (all four on odd epochs, a random subset of 1-3 on even ones) instead of the
+# uniform draw over the 15 subsets; and 80³ patches (160 mm of context at 2 mm, about twice the cost of a step)
+_STAGE2_SCHED = [*_STAGE2[:_STAGE2.index("--dropout-schedule")], "--dropout-schedule", "a2fseg",
+                 *_STAGE2[_STAGE2.index("--dropout-schedule") + 2:]]
+RECIPES["a2fseg-cpu-sched"] = ("a2fseg", [*_STAGE2_SCHED, "--init-from", "a2fseg-cpu"])
+_STAGE2_P80 = [*_STAGE2[:_STAGE2.index("--patch")], "--patch", "80", "80", "80",
+               *_STAGE2[_STAGE2.index("--patch") + 4:]]
+RECIPES["a2fseg-cpu-p80"] = ("a2fseg", [*_STAGE2_P80, "--init-from", "a2fseg-cpu"])
 
 
 def train(args) -> None:
@@ -166,6 +179,8 @@ def ship(args) -> None:
     meta["metrics"]["phantom"] = phantom_figures(previous)
     if same_kind:  # a later stage: the card names the start of the whole chain, not the stage before
         meta["training_data"] = previous["training_data"]
+    if args.data_note:  # data a stage added beside the real cases (e.g. phantoms mixed into the batches)
+        meta["training_data"] = f"{meta['training_data']}; {args.data_note}"
     for key, wt, tc, et in args.real_row or []:
         meta["metrics"]["real"][key] = {"WT": float(wt), "TC": float(tc), "ET": float(et)}
     rw = export_run(Path(args.run), WEIGHTS, args.name, meta=meta, default=args.default)
@@ -191,6 +206,8 @@ def main() -> None:
     s.add_argument("--default", action="store_true")
     s.add_argument("--start", default=None,
                    help="what the run was initialised from, where not NAME's own phantom weights (card wording)")
+    s.add_argument("--data-note", default=None,
+                   help="appended to the card's training-data line: what else this stage trained on")
     s.add_argument("--real-row", nargs=4, action="append", metavar=("NAME", "WT", "TC", "ET"),
                    help="a real-scan figure measured for this model (e.g. the six BraTS 2013 cases)")
     args = ap.parse_args()

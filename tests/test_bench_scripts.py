@@ -282,3 +282,25 @@ def test_real_summary_lists_mean_all_four_and_t1c_flair_per_model_and_paper_colu
     assert good == "| good | 0.821 / 0.800 / 0.750 | 0.840 / 0.800 / 0.750 | 0.820 / 0.800 / 0.750 |"
     assert "| _P BraTS2020 (paper)_ | 0.900 / 0.800 / 0.700 |" in next(line for line in lines if "P BraTS2020" in line)
     assert any(line.startswith("| weak | 0.421 /") for line in lines)
+
+
+def test_small_tumour_page_reports_true_and_predicted_volume_per_subset(tmp_path, monkeypatch):
+    """The over-segmentation check runs `segment`'s path on a phantom and reports the phantom's true tumour volume
+    beside each model's, for T1c + FLAIR and for all four modalities."""
+    import numpy as np
+
+    from mmtumor.synth import generate_case
+
+    script = _script("bench_small_tumours")
+    out = tmp_path / "small.md"
+    monkeypatch.setattr(sys, "argv", ["bench_small_tumours.py", "--weights", "unet-cpu", "--seeds", "4", "--shape",
+                                      "120", "120", "78", "--threads", "1", "--out", str(out)])
+    script.main()
+    rows = [ln.split("|")[1:-1] for ln in out.read_text().splitlines() if ln.startswith("| 4 |")]
+    assert [r[2].strip() for r in rows] == ["T1c + FLAIR", "all four"]
+    case = generate_case(4, shape=(120, 120, 78))
+    true_ml = (case.label > 0).sum() * abs(np.linalg.det(case.affine[:3, :3])) / 1000
+    for r in rows:
+        assert abs(float(r[1]) - true_ml) < 0.06
+        predicted, dice = r[3].strip().rstrip(")").split(" (")
+        assert float(predicted) >= 0 and 0 <= float(dice) <= 1

@@ -88,8 +88,8 @@ def test_segment_a_skull_on_scan(tmp_path):
     r = CliRunner().invoke(app, ["segment", "--t1c", str(tmp_path / "head_t1c.nii.gz"), "--flair",
                                  str(tmp_path / "head_flair.nii.gz"), "-o", str(tmp_path / "o"), "--device", "cpu",
                                  "--fast", "--no-preview", "--weights", "a2fseg-phantom-cpu"])
-    # the phantom-trained model: this tests the skull-on path on a phantom brain; the real-data default over-segments
-    # this phantom's 2 mL tumour whether the head is on or not (docs/training.md, "Real data")
+    # the phantom-trained model: this tests the skull-on path on a phantom brain, whatever the real-data default has
+    # learnt about phantoms (stage 1 over-segmented this 2 mL tumour; docs/bench-small-tumours.md)
     assert r.exit_code == 0, r.output
     report = json.loads((tmp_path / "o" / "report.json").read_text())
     steps = " ".join(report["preprocessing"]["steps"])
