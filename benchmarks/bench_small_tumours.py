@@ -36,13 +36,13 @@ def main() -> None:
     args = ap.parse_args()
 
     import mmtumor
-    from mmtumor.metrics import dice
+    from mmtumor.metrics import dice, volumes_ml
     from mmtumor.synth import generate_case
 
     rows = []
     for seed in args.seeds:
         case = generate_case(seed, **({"shape": tuple(args.shape)} if args.shape else {}))
-        voxel_ml = abs(float(np.linalg.det(case.affine[:3, :3]))) / 1000
+        true_ml = volumes_ml(case.label, case.affine)["WT"]
         truth = case.label > 0
         images = {m.value: nib.Nifti1Image(img.astype(np.float32), case.affine) for m, img in case.images.items()}
         for subset, names in SUBSETS.items():
@@ -50,7 +50,7 @@ def main() -> None:
                 result = mmtumor.segment_images(**{n.lower(): images[n] for n in names}, weights=weights,
                                                 device="cpu", fast=True, preview=False, threads=args.threads)
                 pred = np.asarray(result.labels.dataobj) > 0
-                rows.append((seed, truth.sum() * voxel_ml, subset, weights, pred.sum() * voxel_ml, dice(pred, truth)))
+                rows.append((seed, true_ml, subset, weights, result.volumes_ml["WT"], dice(pred, truth)))
                 print(f"seed {seed} {subset:12s} {weights:24s} true {rows[-1][1]:6.1f} mL  "
                       f"predicted {rows[-1][4]:6.1f} mL  Dice {rows[-1][5]:.3f}", flush=True)
 

@@ -75,10 +75,17 @@ for _name, _method, _extra in [("a2fseg-avg-cpu", "a2fseg-avg", []), ("a2fseg-me
                                ("master-assistant-cpu", "master-assistant", [])]:
     RECIPES[_name] = (_method, [*_STAGE1, "--init-from", _name, *_extra])
 
+
+def _with(args: list[str], flag: str, *values: str) -> list[str]:
+    """``args`` with ``flag``'s values replaced by ``values`` (as many as it had): one recipe changing one thing."""
+    i = args.index(flag)
+    return [*args[:i + 1], *values, *args[i + 1 + len(values):]]
+
+
 # session of 2026-12-05 (second): stage 2 of master-assistant continues its stage-1 run at half the rate; MedMAP is
 # an alignment add-on to A2FSeg with the same weights, so it starts from the real-trained default instead of from
 # its own phantom weights (1 CPU budget buys one short stage, and the default has had three)
-_STAGE2 = [*_STAGE1[:_STAGE1.index("--lr")], "--lr", "5e-4", *_STAGE1[_STAGE1.index("--lr") + 2:]]
+_STAGE2 = _with(_STAGE1, "--lr", "5e-4")
 RECIPES["master-assistant-cpu-2"] = ("master-assistant", [*_STAGE2, "--init-from",
                                                           str(ROOT / "runs" / "real" / "master-assistant-cpu")])
 RECIPES["a2fseg-medmap-cpu"] = ("a2fseg", [*_STAGE2, "--init-from", "a2fseg-cpu", "--align", "medmap"])
@@ -91,17 +98,11 @@ RECIPES["a2fseg-cpu-mix"] = ("a2fseg", [*_STAGE2, "--init-from", "a2fseg-cpu", "
                                         "--mix-fraction", "0.25"])
 # the 1.5 mm working grid (session of 2026-12-06): the same stage 2 with 64³ patches on a 1.5 mm grid (each patch
 # covers 96 mm instead of 128 mm; inference runs on 2.4x the voxels)
-_STAGE2_15 = [*_STAGE2[:_STAGE2.index("--target-spacing")], "--target-spacing", "1.5",
-              *_STAGE2[_STAGE2.index("--target-spacing") + 2:]]
-RECIPES["a2fseg-cpu-15"] = ("a2fseg", [*_STAGE2_15, "--init-from", "a2fseg-cpu"])
+RECIPES["a2fseg-cpu-15"] = ("a2fseg", [*_with(_STAGE2, "--target-spacing", "1.5"), "--init-from", "a2fseg-cpu"])
 # the paper's modality-dropout schedule (all four on odd epochs, a random subset of 1-3 on even ones) instead of the
 # uniform draw over the 15 subsets; and 80³ patches (160 mm of context at 2 mm, about twice the cost of a step)
-_STAGE2_SCHED = [*_STAGE2[:_STAGE2.index("--dropout-schedule")], "--dropout-schedule", "a2fseg",
-                 *_STAGE2[_STAGE2.index("--dropout-schedule") + 2:]]
-RECIPES["a2fseg-cpu-sched"] = ("a2fseg", [*_STAGE2_SCHED, "--init-from", "a2fseg-cpu"])
-_STAGE2_P80 = [*_STAGE2[:_STAGE2.index("--patch")], "--patch", "80", "80", "80",
-               *_STAGE2[_STAGE2.index("--patch") + 4:]]
-RECIPES["a2fseg-cpu-p80"] = ("a2fseg", [*_STAGE2_P80, "--init-from", "a2fseg-cpu"])
+RECIPES["a2fseg-cpu-sched"] = ("a2fseg", [*_with(_STAGE2, "--dropout-schedule", "a2fseg"), "--init-from", "a2fseg-cpu"])
+RECIPES["a2fseg-cpu-p80"] = ("a2fseg", [*_with(_STAGE2, "--patch", "80", "80", "80"), "--init-from", "a2fseg-cpu"])
 
 
 def train(args) -> None:

@@ -287,8 +287,7 @@ def test_real_summary_lists_mean_all_four_and_t1c_flair_per_model_and_paper_colu
 def test_small_tumour_page_reports_true_and_predicted_volume_per_subset(tmp_path, monkeypatch):
     """The over-segmentation check runs `segment`'s path on a phantom and reports the phantom's true tumour volume
     beside each model's, for T1c + FLAIR and for all four modalities."""
-    import numpy as np
-
+    from mmtumor.metrics import volumes_ml
     from mmtumor.synth import generate_case
 
     script = _script("bench_small_tumours")
@@ -299,8 +298,18 @@ def test_small_tumour_page_reports_true_and_predicted_volume_per_subset(tmp_path
     rows = [ln.split("|")[1:-1] for ln in out.read_text().splitlines() if ln.startswith("| 4 |")]
     assert [r[2].strip() for r in rows] == ["T1c + FLAIR", "all four"]
     case = generate_case(4, shape=(120, 120, 78))
-    true_ml = (case.label > 0).sum() * abs(np.linalg.det(case.affine[:3, :3])) / 1000
+    true_ml = volumes_ml(case.label, case.affine)["WT"]
     for r in rows:
         assert abs(float(r[1]) - true_ml) < 0.06
         predicted, dice = r[3].strip().rstrip(")").split(" (")
         assert float(predicted) >= 0 and 0 <= float(dice) <= 1
+
+
+def test_recipe_variants_change_one_flag_and_keep_the_rest():
+    rw = _script("real_weights")
+    base = ["--patch", "64", "64", "64", "--lr", "5e-4", "--target-spacing", "2"]
+    assert rw._with(base, "--patch", "80", "80", "80") == ["--patch", "80", "80", "80", "--lr", "5e-4", "--target-spacing", "2"]
+    assert rw._with(base, "--target-spacing", "1.5")[-2:] == ["--target-spacing", "1.5"]
+    p80 = rw.RECIPES["a2fseg-cpu-p80"][1]
+    assert p80[p80.index("--patch") + 1:p80.index("--patch") + 4] == ["80", "80", "80"] and p80.count("--patch") == 1
+    assert rw._with(rw.RECIPES["a2fseg-cpu-std"][1], "--patch", "80", "80", "80") == p80
