@@ -86,23 +86,55 @@ def _with(args: list[str], flag: str, *values: str) -> list[str]:
 # an alignment add-on to A2FSeg with the same weights, so it starts from the real-trained default instead of from
 # its own phantom weights (1 CPU budget buys one short stage, and the default has had three)
 _STAGE2 = _with(_STAGE1, "--lr", "5e-4")
+# Stages that started from "the default" before 2026-12-06 started from its real stage 1 (shipped 2026-12-03 to
+# 2026-12-06, then replaced by the phantom-mix stage 2); stage1_default() restores it from git, so that every recipe
+# comparison below starts from the same weights as its control whatever is bundled now.
+STAGE1_COMMIT = "c2050ba^"  # the commit before the phantom-mix default was shipped
+STAGE1_DEFAULT = ROOT / "runs" / "prev" / "a2fseg-cpu-dec03.safetensors"
+_S1 = str(STAGE1_DEFAULT)
 RECIPES["master-assistant-cpu-2"] = ("master-assistant", [*_STAGE2, "--init-from",
                                                           str(ROOT / "runs" / "real" / "master-assistant-cpu")])
-RECIPES["a2fseg-medmap-cpu"] = ("a2fseg", [*_STAGE2, "--init-from", "a2fseg-cpu", "--align", "medmap"])
-# recipe comparisons for the default, each a stage 2 from the shipped weights like a2fseg-cpu-2 (750 steps,
-# standard augmentation, no phantoms: val mean 0.852 / 0.707 / 0.497), changing one thing
+RECIPES["a2fseg-medmap-cpu"] = ("a2fseg", [*_STAGE2, "--init-from", _S1, "--align", "medmap"])
+# recipe comparisons for the default, each a stage 2 from real stage 1 like a2fseg-cpu-2 (750 steps, standard
+# augmentation, no phantoms: val mean 0.852 / 0.707 / 0.497), changing one thing against the control a2fseg-cpu-std
 PHANTOMS_MIX = ROOT / "runs" / "phantoms-mix"  # mmtumor synth runs/phantoms-mix --cases 80 --randomize --shape 120 120 78 --seed 7000
-RECIPES["a2fseg-cpu-std"] = ("a2fseg", [*_STAGE2, "--init-from", "a2fseg-cpu"])  # the same-budget control of both
-RECIPES["a2fseg-cpu-clinical"] = ("a2fseg", [*_STAGE2, "--init-from", "a2fseg-cpu", "--augment", "clinical"])
-RECIPES["a2fseg-cpu-mix"] = ("a2fseg", [*_STAGE2, "--init-from", "a2fseg-cpu", "--mix-data", str(PHANTOMS_MIX),
+RECIPES["a2fseg-cpu-std"] = ("a2fseg", [*_STAGE2, "--init-from", _S1])  # the same-budget control of both
+RECIPES["a2fseg-cpu-clinical"] = ("a2fseg", [*_STAGE2, "--init-from", _S1, "--augment", "clinical"])
+RECIPES["a2fseg-cpu-mix"] = ("a2fseg", [*_STAGE2, "--init-from", _S1, "--mix-data", str(PHANTOMS_MIX),
                                         "--mix-fraction", "0.25"])
 # the 1.5 mm working grid (session of 2026-12-06): the same stage 2 with 64³ patches on a 1.5 mm grid (each patch
 # covers 96 mm instead of 128 mm; inference runs on 2.4x the voxels)
-RECIPES["a2fseg-cpu-15"] = ("a2fseg", [*_with(_STAGE2, "--target-spacing", "1.5"), "--init-from", "a2fseg-cpu"])
+RECIPES["a2fseg-cpu-15"] = ("a2fseg", [*_with(_STAGE2, "--target-spacing", "1.5"), "--init-from", _S1])
 # the paper's modality-dropout schedule (all four on odd epochs, a random subset of 1-3 on even ones) instead of the
 # uniform draw over the 15 subsets; and 80³ patches (160 mm of context at 2 mm, about twice the cost of a step)
-RECIPES["a2fseg-cpu-sched"] = ("a2fseg", [*_with(_STAGE2, "--dropout-schedule", "a2fseg"), "--init-from", "a2fseg-cpu"])
-RECIPES["a2fseg-cpu-p80"] = ("a2fseg", [*_with(_STAGE2, "--patch", "80", "80", "80"), "--init-from", "a2fseg-cpu"])
+RECIPES["a2fseg-cpu-sched"] = ("a2fseg", [*_with(_STAGE2, "--dropout-schedule", "a2fseg"), "--init-from",
+                                          _S1])
+RECIPES["a2fseg-cpu-p80"] = ("a2fseg", [*_with(_STAGE2, "--patch", "80", "80", "80"), "--init-from",
+                                        _S1])
+
+# model width (session of 2026-12-06, second): 12 base features and 48 at most instead of 8 and 32 (2.2x the
+# parameters), grown from the stage-1 weights so that it starts from their function (models/grow.py)
+RECIPES["a2fseg-cpu-wide"] = ("a2fseg", [*_STAGE2, "--init-from", _S1, "--config",
+                                         str(ROOT / "benchmarks" / "recipes" / "a2fseg-wide12.json")])
+# a smaller phantom share than the shipped mix: does it keep the tumour-core gain and give back enhancing tumour?
+RECIPES["a2fseg-cpu-mix10"] = ("a2fseg", [*_STAGE2, "--init-from", _S1, "--mix-data", str(PHANTOMS_MIX),
+                                          "--mix-fraction", "0.1"])
+# the two that won, together: the paper's dropout schedule with a quarter of the patches from phantoms
+RECIPES["a2fseg-cpu-sched-mix"] = ("a2fseg", [*_with(_STAGE2, "--dropout-schedule", "a2fseg"), "--init-from", _S1,
+                                              "--mix-data", str(PHANTOMS_MIX), "--mix-fraction", "0.25"])
+
+
+def stage1_default() -> Path:
+    """Real stage 1 of the default as exported weights (``.safetensors`` + ``.json``), taken from git when absent."""
+    if not STAGE1_DEFAULT.exists():
+        STAGE1_DEFAULT.parent.mkdir(parents=True, exist_ok=True)
+        for suffix in (".safetensors", ".json"):
+            blob = subprocess.run(["git", "show", f"{STAGE1_COMMIT}:weights/a2fseg-cpu{suffix}"], cwd=ROOT,
+                                  check=True, capture_output=True).stdout
+            tmp = STAGE1_DEFAULT.with_suffix(suffix + ".part")
+            tmp.write_bytes(blob)
+            tmp.replace(STAGE1_DEFAULT.with_suffix(suffix))
+    return STAGE1_DEFAULT
 
 
 def train(args) -> None:
@@ -112,6 +144,8 @@ def train(args) -> None:
 
 def _train_one(name: str, minutes: float) -> None:
     method, extra = RECIPES[name]
+    if str(STAGE1_DEFAULT) in extra:
+        stage1_default()
     run = ROOT / "runs" / "real" / name
     cmd = [sys.executable, "-m", "mmtumor", "train", str(DATA), "--split-file", str(DATA / "splits.json"), "--method",
            method, "-o", str(run), "--time-limit", str(minutes), *extra, "-q"]

@@ -68,10 +68,13 @@ def last_epoch_within(limit_s: float, elapsed_s: float, first_epoch: int, done_e
 
 
 def build_training_model(cfg: TrainConfig):
+    from ..models.grow import grown
     from ..models.registry import build_model
 
     if cfg.init_from:
         model = load_init(cfg.init_from, cfg.method)[0]
+        if cfg.model_overrides:
+            model = grown(model, cfg.method, cfg.model_overrides)  # a wider copy of the same function
     else:
         model = build_model(cfg.method, preset=cfg.preset, **cfg.model_overrides)
     if cfg.align:
