@@ -111,6 +111,19 @@ def tiny_weights(tmp_path_factory) -> Path:
     return export_run(root / "run", root / "out", "tinyunet").weights_path
 
 
+TRAIN_PHANTOM_SHAPE = (48, 48, 32)
+
+
+@pytest.fixture(scope="session")
+def phantoms(tmp_path_factory) -> Path:
+    """Eight small labelled phantoms in the BraTS layout: the training tests' data (1 mm, 48 x 48 x 32)."""
+    from mmtumor.synth import write_dataset
+
+    root = tmp_path_factory.mktemp("phantoms")
+    write_dataset(root, 8, seed=7, shape=TRAIN_PHANTOM_SHAPE)
+    return root
+
+
 @pytest.fixture(scope="session")
 def phantom_dir(tmp_path_factory) -> Path:
     """Two small raw-path patients (1.5 mm, so segment registers and resamples as for a clinical scan)."""

@@ -13,15 +13,6 @@ from mmtumor.errors import InputError
 from mmtumor.models.grow import widen_into
 from mmtumor.models.registry import build_model
 
-@pytest.fixture(scope="module")
-def phantoms(tmp_path_factory):
-    from mmtumor.synth import write_dataset
-
-    root = tmp_path_factory.mktemp("phantoms")
-    write_dataset(root, 4, seed=7, shape=(48, 48, 32))
-    return root
-
-
 WIDER = {"base_features": 12, "max_features": 48}
 SUBSETS = [[1, 1, 1, 1], [0, 1, 0, 1], [0, 0, 1, 0], [1, 0, 0, 0]]
 

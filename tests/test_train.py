@@ -16,16 +16,7 @@ from mmtumor.train.config import resolve_config
 from mmtumor.train.schedules import draw_present
 from mmtumor.train.trainer import Trainer, last_epoch_within, poly_lr
 
-SHAPE = (48, 48, 32)
-
-
-@pytest.fixture(scope="module")
-def phantoms(tmp_path_factory) -> Path:
-    from mmtumor.synth import write_dataset
-
-    root = tmp_path_factory.mktemp("phantoms")
-    write_dataset(root, 8, seed=7, shape=SHAPE)
-    return root
+from conftest import TRAIN_PHANTOM_SHAPE as SHAPE  # the `phantoms` fixture's grid
 
 
 def _cfg(data: Path, run: Path, method: str = "a2fseg", **kw):
