@@ -32,6 +32,7 @@ test: install
 bench: install
 	$(PY) benchmarks/bench_real.py --weights a2fseg-cpu a2fseg-phantom-cpu a2fseg-avg-cpu a2fseg-medmap-cpu robustseg-cpu hemis-cpu mmformer-cpu unet-cpu master-assistant-cpu
 	$(PY) benchmarks/bench_postprocess_real.py --weights a2fseg-cpu
+	$(PY) benchmarks/bench_thresholds_real.py --weights a2fseg-cpu
 	$(PY) benchmarks/bench_models.py --update-cards
 	$(PY) benchmarks/bench_et_threshold.py
 	$(PY) benchmarks/sim2real.py --weights weights/a2fseg-cpu.safetensors --note "bundled default as segment runs it"

@@ -85,7 +85,8 @@ def main() -> None:
     lines = header_lines("Real validation cases: every model over the 15 modality subsets", command) + [
         f"- data: the `{args.split}` cases of `splits.json` in `../shared/data/real-train/` ({n_cases} real BraTS "
         "2018-2021 patients, expert labels, skull-stripped, 1 mm); never trained on. They chose each real-trained "
-        "model's checkpoint (best.pt) and the post-processing thresholds (docs/bench-postprocess-real.md), so its "
+        "model's checkpoint (best.pt), the post-processing thresholds (docs/bench-postprocess-real.md) and, for a "
+        "model that carries its own region probability thresholds, those (docs/bench-thresholds-real.md), so its "
         "figures are somewhat optimistic. The team's own held-out cases are the unbiased check.",
         "- path: `mmtumor benchmark` = the inference core `segment` runs (docs/segment.md), its default "
         "post-processing; mean over cases per subset, then over the 15 subsets (BraTS conventions: Dice 1 when both "

@@ -17,7 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
-ORDER = ["bench-real.md", "bench-postprocess-real.md", "bench-models.md", "bench-sim2real.md", "bench-et-threshold.md", "bench-subsets-real.md", "bench-clinical-real.md",
+ORDER = ["bench-real.md", "bench-postprocess-real.md", "bench-thresholds-real.md", "bench-models.md", "bench-sim2real.md", "bench-et-threshold.md", "bench-subsets-real.md", "bench-clinical-real.md",
          "bench-synth.md", "bench-convert.md", "bench-preprocess.md", "bench-train.md", "bench-segment.md"]
 
 

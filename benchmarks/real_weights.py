@@ -6,6 +6,9 @@
     python benchmarks/real_weights.py ship RUN NAME --report DIR [--default]
         # RUN's best.pt -> weights/NAME, with the training data and its citations, the val Dice per subset from
         # DIR/per_case.csv (a `benchmarks/bench_real.py` sweep of RUN's export) as the card's expected Dice
+    python benchmarks/real_weights.py thresholds NAME WT TC ET --report DIR
+        # region thresholds chosen by benchmarks/bench_thresholds_real.py into weights/NAME's metadata, and the
+        # card's expected Dice from DIR (a bench_real sweep that used them: checked)
 
 The training data is ../shared/data/real-train (36 real BraTS 2018-2021 cases, fixed split in splits.json): models
 train on the 28 `train` cases only; the 8 `val` cases choose the checkpoint (best.pt) and give the card's figures.
@@ -122,6 +125,10 @@ RECIPES["a2fseg-cpu-mix10"] = ("a2fseg", [*_STAGE2, "--init-from", _S1, "--mix-d
 # the two that won, together: the paper's dropout schedule with a quarter of the patches from phantoms
 RECIPES["a2fseg-cpu-sched-mix"] = ("a2fseg", [*_with(_STAGE2, "--dropout-schedule", "a2fseg"), "--init-from", _S1,
                                               "--mix-data", str(PHANTOMS_MIX), "--mix-fraction", "0.25"])
+# a longer schedule (session of 2026-12-07): stage 3 continues the shipped default (real stage 1, then 40 minutes of
+# the 25 % phantom mix) with the same recipe for 85 minutes at 3e-4: do more steps of the recipe that won still help?
+RECIPES["a2fseg-cpu-3"] = ("a2fseg", [*_with(_STAGE2, "--lr", "3e-4"), "--init-from", "a2fseg-cpu", "--mix-data",
+                                      str(PHANTOMS_MIX), "--mix-fraction", "0.25"])
 
 
 def stage1_default() -> Path:
@@ -222,6 +229,29 @@ def ship(args) -> None:
     print(f"shipped {rw.name}: {rw.weights_path} ({rw.weights_path.stat().st_size / 1e6:.2f} MB)")
 
 
+def set_thresholds(args) -> None:
+    """Region thresholds into a bundled model's metadata; its card's val Dice from a sweep that applied them."""
+    from mmtumor.weights import resolve, update_meta
+
+    chosen = [float(args.wt), float(args.tc), float(args.et)]
+    report = json.loads((Path(args.report) / "report.json").read_text())["meta"]
+    bench_name = args.bench_name or args.name
+    used = (report.get("region_thresholds") or {}).get(bench_name)
+    if used != chosen:
+        sys.exit(f"{args.report} was swept with thresholds {used} for {bench_name}, not {chosen}")
+    table = val_dice(Path(args.report), bench_name)
+    if len(table) != 15:
+        sys.exit(f"{args.report} holds {len(table)} subsets for {bench_name}, not 15")
+    metrics = dict(resolve(args.name).meta.get("metrics") or {}, expected_dice=table)
+    metrics["expected_dice_source"] = (f"{report['cases']} real validation cases (splits.json 'val'), mean over cases, "
+                                       "post-processed as segment does; these cases chose the checkpoint and the "
+                                       "region thresholds")
+    update_meta(WEIGHTS, args.name, region_thresholds=chosen, metrics=metrics,
+                region_thresholds_source="ET threshold chosen on the 8 real val cases, checked on BraTS 2013 and "
+                                         "held-out phantoms: docs/bench-thresholds-real.md")
+    print(f"weights/{args.name}: region thresholds {chosen}; expected Dice from {args.report}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -245,8 +275,14 @@ def main() -> None:
                    help="appended to the card's training-data line: what else this stage trained on")
     s.add_argument("--real-row", nargs=4, action="append", metavar=("NAME", "WT", "TC", "ET"),
                    help="a real-scan figure measured for this model (e.g. the six BraTS 2013 cases)")
+    th = sub.add_parser("thresholds")
+    th.add_argument("name")
+    for region in ("wt", "tc", "et"):
+        th.add_argument(region)
+    th.add_argument("--report", required=True)
+    th.add_argument("--bench-name", default=None, help="the model's name in the sweep (default NAME)")
     args = ap.parse_args()
-    {"train": train, "keep-phantom": keep_phantom, "keep-phantom-figures": keep_phantom_figures,
+    {"thresholds": set_thresholds, "train": train, "keep-phantom": keep_phantom, "keep-phantom-figures": keep_phantom_figures,
      "ship": ship}[args.cmd](args)
 
 

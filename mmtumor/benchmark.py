@@ -15,7 +15,7 @@ import platform
 import resource
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +26,8 @@ from .io.nifti import voxel_spacing
 from .infer.core import InferenceSettings
 from .io.atomic import write_text_atomic
 from .modalities import MODALITIES, Subset, parse_subsets
-from .postprocess import DEFAULT_MIN_ET_VOXELS, check_component_fraction, check_min_et_voxels
+from .postprocess import (DEFAULT_MIN_ET_VOXELS, NEUTRAL_THRESHOLDS, check_component_fraction, check_min_et_voxels,
+                          check_region_thresholds)
 from .preprocess.spatial import PreprocessResult
 from .results import BenchmarkResult
 
@@ -42,6 +43,7 @@ class BenchmarkOptions:
     min_et_voxels: int = DEFAULT_MIN_ET_VOXELS  # as segment does by default (metrics.relabel_small_et); 0 = off
     min_component_fraction: float = 0.2  # as segment does by default (metrics.drop_small_components); 0 = off
     max_cases: int | None = None
+    thresholds: tuple[float, float, float] | None = None  # region probability thresholds; None: each model's own
     split_file: str | None = None  # fixed split (JSON, io.dataset.read_split_file) instead of the seeded manifest
     reference: str | None = None  # CSV of published Dice (method,subset,region,dice %), see report.load_reference_csv
 
@@ -84,7 +86,7 @@ def settings_for(meta: dict, opts: BenchmarkOptions) -> InferenceSettings:
     """The inference core's settings for a model under these benchmark options (the rest as ``segment``'s defaults)."""
     return InferenceSettings.for_model(meta, overlap=opts.overlap, tta=opts.tta,
                                        min_component_fraction=opts.min_component_fraction,
-                                       min_et_voxels=opts.min_et_voxels)
+                                       min_et_voxels=opts.min_et_voxels, region_thresholds=opts.thresholds)
 
 
 def _predict_prepared(model, settings: InferenceSettings, prep: PreparedSubset, device) -> np.ndarray:
@@ -135,6 +137,13 @@ def inference_tag(opts: BenchmarkOptions) -> str:
     return "-" + "-".join(parts) if parts else ""
 
 
+def thresholds_tag(settings: InferenceSettings) -> str:
+    """Cache-key suffix for region thresholds other than 0.5 (a model's own or ``--thresholds``): empty at 0.5, the
+    keys caches had before thresholds could change."""
+    t = settings.region_thresholds
+    return "" if tuple(t) == NEUTRAL_THRESHOLDS else "-thr" + "_".join(f"{x:g}" for x in t)
+
+
 def _model_order(records: list[dict], names: list[str]) -> list[dict]:
     """Records grouped by model in the order the models were given (the sweep runs case by case)."""
     rank = {n: i for i, n in enumerate(names)}
@@ -165,6 +174,8 @@ def run_benchmark(data_dir: Path | str, weights: Sequence[str | None], report_di
     subsets = parse_subsets(opts.subsets)
     check_component_fraction(opts.min_component_fraction)
     check_min_et_voxels(opts.min_et_voxels)
+    if opts.thresholds is not None:
+        opts = replace(opts, thresholds=check_region_thresholds(opts.thresholds))
     reference = load_reference_csv(opts.reference) if opts.reference else None  # fail before the long sweep
     cases = select_cases(data_dir, opts.split, report_dir, opts.split_file)
     if opts.max_cases:
@@ -183,10 +194,12 @@ def run_benchmark(data_dir: Path | str, weights: Sequence[str | None], report_di
         rw = resolve(spec)
         model, meta = load_model(rw, device=str(device))
         sha = next(iter(rw.files.values()), None) if rw.files else None
-        entries.append(_Entry(rw.name, model, dict(meta), f"{rw.name}-{(sha or 'nosha')[:12]}-{PREDICTION_PATH}{inference_tag(opts)}",
-                              settings_for(meta, opts)))
+        settings = settings_for(meta, opts)
+        entries.append(_Entry(rw.name, model, dict(meta), f"{rw.name}-{(sha or 'nosha')[:12]}-{PREDICTION_PATH}"
+                              f"{inference_tag(opts)}{thresholds_tag(settings)}", settings))
     model_names = [e.name for e in entries]
     prefixes = [e.key_prefix for e in entries]
+    thresholds = {e.name: list(e.settings.region_thresholds) for e in entries}  # entries are freed before the report
     total = len(entries) * len(cases) * len(subsets)
     done = 0
     for case in cases:
@@ -262,6 +275,7 @@ def run_benchmark(data_dir: Path | str, weights: Sequence[str | None], report_di
                 "cases": len(cases), "subsets": [s.code for s in subsets], "weights": model_names, "device": str(device),
                 "tta": opts.tta, "overlap": opts.overlap, "min_component_fraction": opts.min_component_fraction,
                 "min_et_voxels": opts.min_et_voxels,
+                "region_thresholds": thresholds,
                 "torch": torch.__version__, "python": platform.python_version(),
                 "platform": platform.platform(), "failures": len(failures), "dataset": _dataset_name(cases)}
     files = write_report(records, report_dir, speed or None, meta_out, reference=reference)

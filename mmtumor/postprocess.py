@@ -10,6 +10,27 @@ from .errors import InputError
 from .labels import ET, NCR
 
 
+#: a voxel belongs to a region when its probability exceeds 0.5, unless the weights carry their own thresholds
+NEUTRAL_THRESHOLDS = (0.5, 0.5, 0.5)
+
+
+def check_region_thresholds(thresholds) -> tuple[float, float, float]:
+    """Region probability thresholds (WT, TC, ET; or "WT,TC,ET") as a tuple; one-line error unless three in (0, 1).
+
+    Why a model may carry its own (metadata ``region_thresholds``, chosen on real validation cases by
+    benchmarks/bench_thresholds_real.py): the CPU models work on a 2 mm grid and their probabilities are resampled
+    to the 1 mm working grid, which flattens thin structures such as an enhancing rim below 0.5."""
+    if isinstance(thresholds, str):  # the CLI's form: "0.5,0.4,0.3"
+        thresholds = thresholds.replace(",", " ").split()
+    try:
+        values = tuple(float(t) for t in thresholds)
+    except (TypeError, ValueError):
+        raise InputError(f"region thresholds must be three numbers (WT TC ET), not {thresholds!r}") from None
+    if len(values) != 3 or not all(0 < t < 1 for t in values):
+        raise InputError(f"region thresholds must be three numbers in (0, 1) for WT, TC and ET, not {list(values)}")
+    return values  # type: ignore[return-value]
+
+
 def check_component_fraction(min_fraction: float) -> None:
     """One-line error for a ``--min-component-fraction`` outside [0, 1] (checked before any work is done)."""
     if not 0 <= min_fraction <= 1:

@@ -313,3 +313,34 @@ def test_recipe_variants_change_one_flag_and_keep_the_rest():
     p80 = rw.RECIPES["a2fseg-cpu-p80"][1]
     assert p80[p80.index("--patch") + 1:p80.index("--patch") + 4] == ["80", "80", "80"] and p80.count("--patch") == 1
     assert rw._with(rw.RECIPES["a2fseg-cpu-std"][1], "--patch", "80", "80", "80") == p80
+
+
+def test_threshold_rule_prefers_the_neutral_side_of_near_ties_and_scores_held_out_cases():
+    """bench_thresholds_real: the one-standard-error rule takes the triple closest to 0.5 among those the cases
+    cannot tell from the best; leave-one-case-out scores each case with the triple chosen without it."""
+    import numpy as np
+
+    th = _script("bench_thresholds_real")
+    cases = [f"c{i}" for i in range(6)]
+    rng = np.random.default_rng(0)
+    base = {c: float(x) for c, x in zip(cases, rng.uniform(0.6, 0.7, len(cases)))}
+    gains = {(0.5, 0.5, 0.5): 0.0, (0.5, 0.5, 0.3): 0.050, (0.3, 0.3, 0.2): 0.052, (0.5, 0.5, 0.2): 0.020}
+    noise = {c: float(x) for c, x in zip(cases, rng.normal(0, 0.01, len(cases)))}
+
+    def scores(t, c):
+        g = gains[t] + (noise[c] if t != th.NEUTRAL else 0.0)
+        return [base[c] + g] * 3
+
+    per = {t: {"1111": {c: scores(t, c) for c in cases}, "0101": {c: scores(t, c) for c in cases}} for t in gains}
+    table = th.table_of(per, cases)
+    assert th.best_of(table) == (0.3, 0.3, 0.2)
+    assert th.chosen_of(per, cases) == (0.5, 0.5, 0.3)  # 0.002 behind the best, well within one standard error
+    gains[(0.5, 0.5, 0.3)], gains[(0.5, 0.5, 0.2)] = 0.0, 0.049
+    per = {t: {"1111": {c: scores(t, c) for c in cases}} for t in gains}
+    assert th.chosen_of(per, cases) == (0.5, 0.5, 0.2)  # the nearest triple left within reach
+    gains[(0.5, 0.5, 0.2)] = 0.02
+    per = {t: {"1111": {c: scores(t, c) for c in cases}} for t in gains}
+    assert th.chosen_of(per, cases) == (0.3, 0.3, 0.2)  # nothing near the best: the best itself
+    cv, neutral, chosen = th.leave_one_case_out(per, cases)
+    assert chosen == [(0.3, 0.3, 0.2)] * len(cases) and cv.mean() > neutral.mean()
+    assert np.allclose(neutral, th.table_of(per, cases)[th.NEUTRAL])

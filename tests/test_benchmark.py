@@ -70,6 +70,15 @@ def test_report_files_cache_and_failures(setup, tmp_path):
     assert len(tagged) == 3 and all("-tta-cc0.2-et3__" in n and n.endswith("__0101.json") for n in tagged), tagged
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
     assert json.loads((out / "report.json").read_text())["meta"]["tta"] is True
+    # so do region thresholds other than 0.5, and the report says which each model used
+    r = runner.invoke(app, ["benchmark", str(data), "--weights", str(weights["unet"]), "--split", "all", "--subsets", "0101",
+                            "--device", "cpu", "-o", str(out), "-q", "--thresholds", "0.5,0.4,0.3"])
+    assert r.exit_code == 0, r.output
+    assert len([p for p in (out / "cache").iterdir() if "-thr0.5_0.4_0.3__" in p.name]) == 3
+    assert json.loads((out / "report.json").read_text())["meta"]["region_thresholds"] == {"tiny-unet": [0.5, 0.4, 0.3]}
+    r = runner.invoke(app, ["benchmark", str(data), "--weights", str(weights["unet"]), "-o", str(out), "-q",
+                            "--thresholds", "0.5,0.4,1.5"])
+    assert r.exit_code == 1 and "region thresholds must be three numbers in (0, 1)" in r.output
 
 
 def test_failing_case_is_recorded_not_fatal(setup, tmp_path):

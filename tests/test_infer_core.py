@@ -97,6 +97,31 @@ def test_predict_postprocesses_and_records_what_it_changed():
     assert pred3.probabilities[:, 20:].max() == 0
 
 
+def test_region_thresholds_come_from_the_weights_and_change_only_their_region():
+    """A model may carry its own thresholds (metadata ``region_thresholds``); an explicit option overrides them; a
+    lower ET threshold calls a faint enhancing focus that 0.5 misses, and leaves WT and TC alone."""
+    assert InferenceSettings.for_model({}).region_thresholds == (0.5, 0.5, 0.5)
+    own = InferenceSettings.for_model({"region_thresholds": [0.4, 0.45, 0.2]})
+    assert own.region_thresholds == (0.4, 0.45, 0.2)
+    assert InferenceSettings.for_model({"region_thresholds": [0.4, 0.45, 0.2]},
+                                       region_thresholds="0.5,0.5,0.3").region_thresholds == (0.5, 0.5, 0.3)
+    img = _blob_image()
+    img[1, 14:22, 14:22, 14:22] = 1.95  # enhancing core only faintly brighter than core: ET probability about 0.27
+    present, brain = [False, True, False, True], img[3] > 0
+    base = dict(patch=(32, 32, 32), amp=False, min_component_fraction=0.0, min_et_voxels=0)
+    at_half = predict(_Blob(), img, present, (1.0, 1.0, 1.0), brain, InferenceSettings(**base), normalised=True)
+    low_et = predict(_Blob(), img, present, (1.0, 1.0, 1.0), brain,
+                     InferenceSettings(**base, region_thresholds=(0.5, 0.5, 0.2)), normalised=True)
+    assert not (at_half.labels == 4).any() and (low_et.labels[14:22, 14:22, 14:22] == 4).all()
+    assert np.array_equal(at_half.labels > 0, low_et.labels > 0)  # WT unchanged
+    assert np.array_equal(np.isin(at_half.labels, (1, 4)), np.isin(low_et.labels, (1, 4)))  # TC unchanged
+    from mmtumor.errors import InputError
+
+    for bad in ("0.5,0.5", "0.5,1,0.3", "a,b,c", (0.0, 0.5, 0.5)):
+        with pytest.raises(InputError, match="region thresholds"):
+            InferenceSettings.for_model({}, region_thresholds=bad)
+
+
 def test_the_model_grid_is_used_and_results_come_back_to_the_working_grid():
     img = _blob_image()
     present = [False, True, False, True]

@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..labels import ET, regions_to_labels
-from ..postprocess import DEFAULT_MIN_ET_VOXELS, drop_small_components, relabel_small_et
+from ..postprocess import (DEFAULT_MIN_ET_VOXELS, NEUTRAL_THRESHOLDS, check_region_thresholds, drop_small_components,
+                           relabel_small_et)
 from ..voxels import resample_to_spacing, resize
 
 #: patch used when a weights file names none (old exports)
@@ -37,14 +38,19 @@ class InferenceSettings:
     amp: bool = True
     min_component_fraction: float = 0.2  # postprocess.drop_small_components; 0 = off
     min_et_voxels: int = DEFAULT_MIN_ET_VOXELS  # postprocess.relabel_small_et; 0 = off
+    # probability above which a voxel is WT, TC, ET (postprocess.region_thresholds: why a model may carry its own)
+    region_thresholds: tuple[float, float, float] = NEUTRAL_THRESHOLDS
 
     @classmethod
     def for_model(cls, meta: Mapping, **options) -> InferenceSettings:
-        """Patch and voxel size from a weights file's metadata (one place for the fallbacks), then ``options``."""
+        """Patch, voxel size and region thresholds from a weights file's metadata (one place for the fallbacks), then
+        ``options`` (``None`` = the model's own)."""
         patch = meta.get("patch_size") or meta.get("patch") or FALLBACK_PATCH
         spacing = meta.get("spacing") or (meta.get("training") or {}).get("target_spacing")
-        return cls(patch=tuple(int(p) for p in patch), model_spacing=float(spacing) if spacing else None,
-                   **{k: v for k, v in options.items() if v is not None})
+        chosen = {k: v for k, v in options.items() if v is not None}
+        chosen["region_thresholds"] = check_region_thresholds(chosen.get("region_thresholds")
+                                                              or meta.get("region_thresholds") or NEUTRAL_THRESHOLDS)
+        return cls(patch=tuple(int(p) for p in patch), model_spacing=float(spacing) if spacing else None, **chosen)
 
 
 @dataclass
@@ -87,9 +93,10 @@ def region_probabilities(model, image: np.ndarray, present: Sequence[bool], spac
     return probs * brain_mask[None], note
 
 
-def labels_without_islands(probs: np.ndarray, min_component_fraction: float) -> tuple[np.ndarray, int]:
-    """Labels from probabilities (0.5 threshold on nested regions) and how many voxels the island rule removed."""
-    labels = regions_to_labels(probs > 0.5)
+def labels_without_islands(probs: np.ndarray, min_component_fraction: float,
+                           thresholds: Sequence[float] = NEUTRAL_THRESHOLDS) -> tuple[np.ndarray, int]:
+    """Labels from probabilities (a threshold per region, nested regions) and how many voxels the island rule removed."""
+    labels = regions_to_labels(probs > np.asarray(thresholds, dtype=probs.dtype).reshape(-1, *([1] * (probs.ndim - 1))))
     before = int(np.count_nonzero(labels))
     if min_component_fraction > 0:
         labels = drop_small_components(labels, min_component_fraction)
@@ -109,7 +116,8 @@ def predict(model, image: np.ndarray, present: Sequence[bool], spacing: Sequence
     probs, note = region_probabilities(model, image_in, present, spacing, brain_mask, settings, device)
     record = {"island_voxels_removed": 0, "et_voxels_relabelled_ncr": 0}
     pred = Prediction(labels=np.zeros(0), probabilities=probs, postprocessing=record, notes=[note] if note else [])
-    labels, record["island_voxels_removed"] = labels_without_islands(probs, settings.min_component_fraction)
+    labels, record["island_voxels_removed"] = labels_without_islands(probs, settings.min_component_fraction,
+                                                                         settings.region_thresholds)
     if refined_mask is not None:
         labels = _second_pass(model, image, present, spacing, brain_mask, refined_mask, labels, settings, device, pred,
                               normalised)
@@ -141,7 +149,8 @@ def _second_pass(model, image, present, spacing, atlas_mask, refined_mask, label
     image2 = image if normalised else normalise(image, present, mask2)  # inside the new mask, as the first pass did
     probs, _ = region_probabilities(model, image2, present, spacing, mask2, settings, device)
     pred.probabilities = probs
-    labels, record["island_voxels_removed"] = labels_without_islands(probs, settings.min_component_fraction)
+    labels, record["island_voxels_removed"] = labels_without_islands(probs, settings.min_component_fraction,
+                                                                         settings.region_thresholds)
     labels, record["second_pass_only_voxels_removed"] = consensus_filter(labels, allowed)
     pred.notes.append(f"second pass on the refined brain mask plus {mask2.sum() - (mask2 & refined_mask).sum()} "
                       f"voxels around first-pass tumour ({mask2.sum() * ml:.0f} mL); tumour kept only where the first "

@@ -20,7 +20,7 @@ from ..io.atomic import write_bytes_atomic
 from ..io.nifti import read_nifti
 from ..labels import parse_scheme
 from ..modalities import MODALITIES, subset_from_modalities
-from ..postprocess import DEFAULT_MIN_ET_VOXELS, check_component_fraction, check_min_et_voxels
+from ..postprocess import DEFAULT_MIN_ET_VOXELS, check_component_fraction, check_min_et_voxels, check_region_thresholds
 from ..preprocess.spatial import PreprocessResult
 from .core import InferenceSettings, Prediction, predict_case
 from .inputs import PatientInput
@@ -48,6 +48,8 @@ class SegmentOptions:
     # On the six real validation cases it removes false-positive islands: Dice +0.04 / +0.08 / +0.05 (docs/segment.md)
     min_component_fraction: float = 0.2
     amp: bool = True
+    # region probability thresholds (WT, TC, ET); None: the weights' own (metadata region_thresholds), else 0.5 each
+    thresholds: tuple[float, float, float] | None = None
 
     def applied(self) -> SegmentOptions:
         """The options as inference uses them: ``fast`` means 25 % overlap and no TTA (the report shows these)."""
@@ -70,6 +72,8 @@ class Predictor:
             raise InputError(f"unknown output type '{self.options.output_type}' (nifti or dicom-seg)")
         check_component_fraction(self.options.min_component_fraction)
         check_min_et_voxels(self.options.min_et_voxels)
+        if self.options.thresholds is not None:
+            self.options = replace(self.options, thresholds=check_region_thresholds(self.options.thresholds))
         parse_scheme(self.options.label_scheme)
         if self.options.label_scheme == "brats2013":
             raise InputError("output label scheme must be brats2021 or brats2023")
@@ -87,6 +91,15 @@ class Predictor:
         r = self.resolved
         return {"name": r.name, "method": r.method, "source": r.source, "spec": r.spec, "commit": r.commit,
                 "sha256": r.files or {r.weights_path.name: sha256_file(r.weights_path)}, "verified": r.verified}
+
+    @property
+    def thresholds_info(self) -> dict:
+        """The probability thresholds applied per region and where they came from (report.json)."""
+        wt, tc, et = self.settings.region_thresholds
+        source = ("--thresholds" if self.options.thresholds is not None else
+                  "the weights' metadata" if self.meta.get("region_thresholds") else "default (0.5)")
+        return {"WT": wt, "TC": tc, "ET": et, "source": source,
+                "note": str(self.meta.get("region_thresholds_source") or "") if source == "the weights' metadata" else ""}
 
     def predict(self, pre: PreprocessResult) -> Prediction:
         """The inference core on a preprocessed case (the step ``benchmark`` shares)."""
@@ -215,6 +228,7 @@ class Predictor:
             "labels": LABEL_NAMES[opts.label_scheme],
             "volumes_ml": volumes,
             "postprocessing": pred.postprocessing,
+            "region_thresholds": self.thresholds_info,
             "timings_s": timings,
             "warnings": [*patient.warnings, *pre.warnings, *pred.warnings],
             "outputs": outputs,
@@ -233,7 +247,7 @@ def inference_settings(meta: dict, options: SegmentOptions) -> InferenceSettings
     opts = options.applied()
     return InferenceSettings.for_model(meta, overlap=opts.overlap, sw_batch=opts.sw_batch, tta=opts.tta, amp=opts.amp,
                                        min_component_fraction=opts.min_component_fraction,
-                                       min_et_voxels=opts.min_et_voxels)
+                                       min_et_voxels=opts.min_et_voxels, region_thresholds=opts.thresholds)
 
 
 class _Clock:

@@ -13,7 +13,8 @@ def render_card(meta: dict) -> str:
     rows = [("Method", meta.get("method")), ("Weights format", meta.get("format")), ("Version", meta.get("version")),
             ("Modalities trained", ", ".join(meta.get("modalities") or [])), ("Patch size", meta.get("patch_size")),
             ("Normalisation", meta.get("normalization")), ("Outputs", f"{', '.join(meta.get('label_regions') or [])} ({meta.get('output')})"),
-            ("Label scheme written", meta.get("label_scheme")), ("Training data", meta.get("training_data")),
+            ("Label scheme written", meta.get("label_scheme")),
+            ("Region thresholds (WT / TC / ET)", _thresholds(meta)), ("Training data", meta.get("training_data")),
             ("mmtumor version", meta.get("mmtumor_version")), ("Created", meta.get("created"))]
     lines += ["| Field | Value |", "|---|---|"] + [f"| {k} | {v if v not in (None, '') else '–'} |" for k, v in rows] + [""]
     training = meta.get("training") or {}
@@ -40,6 +41,13 @@ def render_card(meta: dict) -> str:
     lines += ["## Limitations", "", "Trained on synthetic phantoms unless stated above; accuracy on real scans can be much",
               "lower than on phantoms. Always review the segmentation.", ""]
     return "\n".join(lines)
+
+
+def _thresholds(meta: dict) -> str:
+    t = meta.get("region_thresholds")
+    if not t:
+        return "0.5 / 0.5 / 0.5"
+    return " / ".join(f"{x:g}" for x in t) + (f" ({meta['region_thresholds_source']})" if meta.get("region_thresholds_source") else "")
 
 
 def _subset_table(title: str, table: dict) -> list[str]:
