@@ -119,7 +119,8 @@ def main() -> None:
         f"- weights: `{rw.name}` ({rw.method}); data: the {len(cases)} `{args.split}` cases of "
         "`../shared/data/real-train/splits.json` (never trained on; they chose the checkpoint and now these "
         "thresholds, so the winning row is optimistic)",
-        "- path: `segment`'s preprocessing and inference core with both rules off, then each pair of thresholds "
+        "- path: `segment`'s preprocessing and inference core (at the weights' own region thresholds) with both "
+        "rules off, then each pair of thresholds "
         "applied as `segment` applies them (tumour islands smaller than the fraction of the largest removed, then "
         "enhancing tumour totalling fewer voxels of the 1 mm working grid relabelled as necrosis); Dice on the case's "
         "grid, mean over cases per subset, then over the 15 subsets",
