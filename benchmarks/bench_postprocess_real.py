@@ -12,7 +12,6 @@ The val cases then both chose these thresholds and score them: the team's held-o
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -20,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common import header_lines, write_doc  # benchmarks/common.py (the script's own folder)
+from common import header_lines, predict_val_cases, real_val_parser, write_doc  # benchmarks/common.py (the script's own folder)
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT_MD = ROOT / "docs" / "bench-postprocess-real.md"
@@ -70,20 +69,10 @@ def scores_for(raw: np.ndarray, pre, truth: np.ndarray) -> dict[tuple[float, int
 def main() -> None:
     import torch
 
-    from mmtumor.benchmark import prepare_subset, select_cases
-    from mmtumor.infer.core import InferenceSettings, predict_case
-    from mmtumor.io.dataset import load_case
-    from mmtumor.modalities import SUBSETS
+    from mmtumor.infer.core import InferenceSettings
     from mmtumor.weights import load_model, resolve
 
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--weights", default=None, help="default: the bundled default")
-    ap.add_argument("--data", type=Path, default=DATA)
-    ap.add_argument("--split", default="val")
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--max-cases", type=int, default=None, help="a smoke run on the first N cases")
-    ap.add_argument("--work", type=Path, default=ROOT / "runs" / "bench-postprocess-real")
-    args = ap.parse_args()
+    args = real_val_parser(__doc__, DATA, ROOT / "runs" / "bench-postprocess-real").parse_args()
     if not (args.data / "splits.json").is_file():
         sys.exit(f"real training data not found: {args.data}")
     torch.set_num_threads(args.threads)
@@ -92,18 +81,13 @@ def main() -> None:
     model, meta = load_model(rw, device="cpu")
     settings = InferenceSettings.for_model(meta, min_component_fraction=0.0, min_et_voxels=0)
     args.work.mkdir(parents=True, exist_ok=True)
-    cases = select_cases(args.data, args.split, args.work, str(args.data / "splits.json"))[: args.max_cases]
     per: dict[tuple[float, int], dict[str, list[list[float]]]] = {}
-    for ci, case in enumerate(cases):
-        loaded = load_case(case)
-        truth = loaded.label
-        for subset in SUBSETS:
-            prep = prepare_subset(loaded.image, loaded.present, loaded.affine, subset)
-            raw = predict_case(model, prep.pre, settings, "cpu").labels
-            for key, d in scores_for(raw, prep.pre, truth).items():
-                per.setdefault(key, {}).setdefault(subset.code, []).append(d)
-            print(f"\r{ci + 1}/{len(cases)} {case.case_id} {subset.name:22s}", end="", flush=True)
-    print()
+
+    def score(case_id, code, pred, pre, truth):
+        for key, d in scores_for(pred.labels, pre, truth).items():
+            per.setdefault(key, {}).setdefault(code, []).append(d)
+
+    cases = predict_val_cases(args, model, settings, score)
     table = {}
     for key, by_subset in per.items():
         subset_means = np.array([np.mean(v, axis=0) for v in by_subset.values()])  # [15, 3]

@@ -23,7 +23,6 @@ case is scored with that triple. ``--from-json`` re-renders the page from a save
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import json
 import sys
@@ -32,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common import header_lines, write_doc  # benchmarks/common.py (the script's own folder)
+from common import header_lines, predict_val_cases, real_val_parser, write_doc  # benchmarks/common.py (the script's own folder)
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT_MD = ROOT / "docs" / "bench-thresholds-real.md"
@@ -50,9 +49,10 @@ def scores_for(probs: np.ndarray, pre, truth: np.ndarray, triples: list[Triple],
     flip/transpose), so thresholds and rules give the same voxels applied after the way back; everything is cropped
     to the box holding every voxel any triple could call tumour and every true tumour voxel (unchanged Dice and
     components)."""
-    from mmtumor.labels import labels_to_regions, regions_to_labels
+    from mmtumor.infer.core import labels_without_islands
+    from mmtumor.labels import labels_to_regions
     from mmtumor.metrics import dice
-    from mmtumor.postprocess import drop_small_components, relabel_small_et
+    from mmtumor.postprocess import relabel_small_et
     from mmtumor.preprocess import to_native
     from mmtumor.voxels import bbox_of
 
@@ -64,8 +64,7 @@ def scores_for(probs: np.ndarray, pre, truth: np.ndarray, triples: list[Triple],
     native, truth_regions = native[(slice(None), *box)], labels_to_regions(truth[box])
     out = {}
     for t in triples:
-        labels = regions_to_labels(native > np.asarray(t, dtype=np.float32)[:, None, None, None])
-        labels = relabel_small_et(drop_small_components(labels, min_fraction), min_et_voxels)
+        labels = relabel_small_et(labels_without_islands(native, min_fraction, t)[0], min_et_voxels)
         regions = labels_to_regions(labels)
         out[t] = [dice(regions[i], truth_regions[i]) for i in range(3)]
     return out
@@ -107,30 +106,31 @@ def leave_one_case_out(per, cases: list[str]) -> tuple[np.ndarray, np.ndarray, l
     return cv, table_of(per, cases)[NEUTRAL], chosen
 
 
-def sweep(args, rw, model, meta) -> tuple[dict, list[str]]:
+def sweep(args, model, meta) -> tuple[dict, list[str]]:
     """Predict every (val case, subset) once and score every triple: {triple: {subset code: {case id: [WT, TC, ET]}}}."""
-    from mmtumor.benchmark import prepare_subset, select_cases
-    from mmtumor.infer.core import InferenceSettings, predict_case
-    from mmtumor.io.dataset import load_case
-    from mmtumor.modalities import SUBSETS
+    from mmtumor.infer.core import InferenceSettings
 
     rules = InferenceSettings.for_model(meta)  # the island and small-ET rules at segment's defaults
     settings = InferenceSettings.for_model(meta, min_component_fraction=0.0, min_et_voxels=0)
     triples: list[Triple] = list(itertools.product(GRID["WT"], GRID["TC"], GRID["ET"]))
-    cases = select_cases(args.data, args.split, args.work, str(args.data / "splits.json"))[: args.max_cases]
     per: dict[Triple, dict[str, dict[str, list[float]]]] = {}
-    for ci, case in enumerate(cases):
-        loaded = load_case(case)
-        for subset in SUBSETS:
-            prep = prepare_subset(loaded.image, loaded.present, loaded.affine, subset)
-            probs = predict_case(model, prep.pre, settings, "cpu").probabilities
-            scores = scores_for(probs, prep.pre, loaded.label, triples, rules.min_component_fraction,
-                                rules.min_et_voxels)
-            for t, d in scores.items():
-                per.setdefault(t, {}).setdefault(subset.code, {})[case.case_id] = d
-            print(f"\r{ci + 1}/{len(cases)} {case.case_id} {subset.name:22s}", end="", flush=True)
-    print()
-    return per, [c.case_id for c in cases]
+
+    def score(case_id, code, pred, pre, truth):
+        for t, d in scores_for(pred.probabilities, pre, truth, triples, rules.min_component_fraction,
+                               rules.min_et_voxels).items():
+            per.setdefault(t, {}).setdefault(code, {})[case_id] = d
+
+    return per, predict_val_cases(args, model, settings, score)
+
+
+def _loco_line(loco, ids: list[str], trio) -> str:
+    if loco is None:
+        return "**Leave one case out**: needs at least two cases."
+    cv, neutral, per_fold = loco
+    return (f"**Leave one case out** (each case scored with the triple the rule chooses on the other {len(ids) - 1}): "
+            f"{cv[0]:.4f} / {cv[1]:.4f} / {cv[2]:.4f} (mean {cv.mean():.4f}) against 0.5: {neutral[0]:.4f} / "
+            f"{neutral[1]:.4f} / {neutral[2]:.4f} (mean {neutral.mean():.4f}); triples chosen: "
+            + ", ".join(f"{c} ({trio(t)})" for c, t in zip(ids, per_fold)))
 
 
 def render(per, ids: list[str], name: str, method: str, split: str, run_line: str,
@@ -142,7 +142,7 @@ def render(per, ids: list[str], name: str, method: str, split: str, run_line: st
     rules = InferenceSettings()
     table = table_of(per, ids)
     best, chosen = best_of(table), chosen_of(per, ids)
-    cv, neutral_cv, per_fold = leave_one_case_out(per, ids)
+    loco = leave_one_case_out(per, ids) if len(ids) > 1 else None  # a one-case smoke run has no other cases
     shown = [t for t in (NEUTRAL, best, chosen, shipped) if t is not None and t in per]
     all_four = {t: np.mean(list(per[t]["1111"].values()), axis=0) for t in shown}
 
@@ -176,10 +176,7 @@ def render(per, ids: list[str], name: str, method: str, split: str, run_line: st
            f"{row(shipped)}; all four {' / '.join(f'{x:.3f}' for x in all_four[shipped])} (why it differs from the "
            "rule's choice: docs/segment.md, step 4)."] if shipped in all_four and shipped != chosen else []),
         "",
-        f"**Leave one case out** (each case scored with the triple the rule chooses on the other {len(ids) - 1}): "
-        f"{cv[0]:.4f} / {cv[1]:.4f} / {cv[2]:.4f} (mean {cv.mean():.4f}) against 0.5: {neutral_cv[0]:.4f} / "
-        f"{neutral_cv[1]:.4f} / {neutral_cv[2]:.4f} (mean {neutral_cv.mean():.4f}); triples chosen: "
-        + ", ".join(f"{c} ({trio(t)})" for c, t in zip(ids, per_fold)),
+        _loco_line(loco, ids, trio),
         "",
         "The 12 best triples, the chosen one and the neutral one (mean over the 15 subsets):",
         "",
@@ -206,13 +203,7 @@ def main() -> None:
 
     from mmtumor.weights import load_model, resolve
 
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--weights", default=None, help="default: the bundled default")
-    ap.add_argument("--data", type=Path, default=DATA)
-    ap.add_argument("--split", default="val")
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--max-cases", type=int, default=None, help="a smoke run on the first N cases")
-    ap.add_argument("--work", type=Path, default=ROOT / "runs" / "bench-thresholds-real")
+    ap = real_val_parser(__doc__, DATA, ROOT / "runs" / "bench-thresholds-real")
     ap.add_argument("--out", type=Path, default=OUT_MD)
     ap.add_argument("--from-json", action="store_true", help="re-render from WORK's saved sweep of these weights")
     args = ap.parse_args()
@@ -229,7 +220,7 @@ def main() -> None:
     else:
         model, meta = load_model(rw, device="cpu")
         args.work.mkdir(parents=True, exist_ok=True)
-        per, ids = sweep(args, rw, model, meta)
+        per, ids = sweep(args, model, meta)
         run_line = f"CPU, {args.threads} torch threads; {(time.perf_counter() - t0) / 60:.0f} min"
         saved.write_text(json.dumps({"cases": ids, "run": run_line,
                                      "per": {"|".join(map(str, t)): v for t, v in per.items()}}))

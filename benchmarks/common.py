@@ -46,3 +46,39 @@ def write_doc(path: Path, lines: Sequence[str]) -> Path:
     from mmtumor.io.atomic import write_text_atomic
 
     return write_text_atomic(path, "\n".join(lines).rstrip() + "\n")
+
+
+def real_val_parser(description: str, data: Path, work: Path):
+    """The options every sweep over the real validation cases shares (weights, data, split, threads, smoke size,
+    work folder)."""
+    import argparse
+
+    ap = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--weights", default=None, help="default: the bundled default")
+    ap.add_argument("--data", type=Path, default=data)
+    ap.add_argument("--split", default="val")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--max-cases", type=int, default=None, help="a smoke run on the first N cases")
+    ap.add_argument("--work", type=Path, default=work)
+    return ap
+
+
+def predict_val_cases(args, model, settings, on_prediction) -> list[str]:
+    """Predict every (case, modality subset) of ``args.split`` once through the benchmark's path (``segment``'s
+    preprocessing and inference core with ``settings``) and hand each to ``on_prediction(case_id, subset_code,
+    prediction, preprocessed, truth)``; returns the case ids. The sweep both post-processing pages share."""
+    from mmtumor.benchmark import prepare_subset, select_cases
+    from mmtumor.infer.core import predict_case
+    from mmtumor.io.dataset import load_case
+    from mmtumor.modalities import SUBSETS
+
+    cases = select_cases(args.data, args.split, args.work, str(args.data / "splits.json"))[: args.max_cases]
+    for ci, case in enumerate(cases):
+        loaded = load_case(case)
+        for subset in SUBSETS:
+            prep = prepare_subset(loaded.image, loaded.present, loaded.affine, subset)
+            on_prediction(case.case_id, subset.code, predict_case(model, prep.pre, settings, "cpu"), prep.pre,
+                          loaded.label)
+            print(f"\r{ci + 1}/{len(cases)} {case.case_id} {subset.name:22s}", end="", flush=True)
+    print()
+    return [c.case_id for c in cases]
