@@ -129,6 +129,8 @@ RECIPES["a2fseg-cpu-sched-mix"] = ("a2fseg", [*_with(_STAGE2, "--dropout-schedul
 # the 25 % phantom mix) with the same recipe for 85 minutes at 3e-4: do more steps of the recipe that won still help?
 RECIPES["a2fseg-cpu-3"] = ("a2fseg", [*_with(_STAGE2, "--lr", "3e-4"), "--init-from", "a2fseg-cpu", "--mix-data",
                                       str(PHANTOMS_MIX), "--mix-fraction", "0.25"])
+# stage 2 of mmFormer (session of 2026-12-07, second): its real stage 1 was still improving when its 75 minutes ended
+RECIPES["mmformer-cpu-2"] = ("mmformer", [*_STAGE2, "--init-from", "mmformer-cpu"])
 
 
 def stage1_default() -> Path:
@@ -247,8 +249,7 @@ def set_thresholds(args) -> None:
                                        "post-processed as segment does; these cases chose the checkpoint and the "
                                        "region thresholds")
     update_meta(WEIGHTS, args.name, region_thresholds=chosen, metrics=metrics,
-                region_thresholds_source="ET threshold chosen on the 8 real val cases, checked on BraTS 2013 and "
-                                         "held-out phantoms: docs/bench-thresholds-real.md")
+                region_thresholds_source=args.source)
     print(f"weights/{args.name}: region thresholds {chosen}; expected Dice from {args.report}")
 
 
@@ -281,6 +282,8 @@ def main() -> None:
         th.add_argument(region)
     th.add_argument("--report", required=True)
     th.add_argument("--bench-name", default=None, help="the model's name in the sweep (default NAME)")
+    th.add_argument("--source", default="chosen on the 8 real val cases, checked on BraTS 2013 and held-out phantoms: "
+                                        "docs/bench-thresholds-real.md", help="how they were chosen (the card's words)")
     args = ap.parse_args()
     {"thresholds": set_thresholds, "train": train, "keep-phantom": keep_phantom, "keep-phantom-figures": keep_phantom_figures,
      "ship": ship}[args.cmd](args)
