@@ -43,6 +43,14 @@ def summary_table(dice: dict) -> list[str]:
     return lines
 
 
+def threshold_line(thresholds: dict[str, list[float]], names: dict[str, str]) -> str:
+    """Which region probability thresholds each model ran with: a model tuned on these cases is not like for like."""
+    own = {names.get(k, k): v for k, v in thresholds.items() if list(v) != [0.5, 0.5, 0.5]}
+    listed = "; ".join(f"{k} {' / '.join(f'{x:g}' for x in v)} (its own)" for k, v in own.items())
+    return ("- region thresholds (WT / TC / ET): " + (f"{listed}; every other model" if own else "every model")
+            + " 0.5 / 0.5 / 0.5")
+
+
 def main() -> None:
     import torch
 
@@ -93,6 +101,7 @@ def main() -> None:
         "are empty, HD95 373.13 mm when exactly one is).",
         "- paper columns: published Table 1 of A2FSeg (Wang & Hong, MICCAI 2023), on the BraTS 2020 test split "
         "(other patients, 3D nnU-Net-size models trained on 219 cases): a reference, not a like-for-like comparison.",
+        threshold_line(result.meta.get("region_thresholds") or {}, names),
         "",
         models_table(shown),
         "",

@@ -129,8 +129,9 @@ RECIPES["a2fseg-cpu-sched-mix"] = ("a2fseg", [*_with(_STAGE2, "--dropout-schedul
 # the 25 % phantom mix) with the same recipe for 85 minutes at 3e-4: do more steps of the recipe that won still help?
 RECIPES["a2fseg-cpu-3"] = ("a2fseg", [*_with(_STAGE2, "--lr", "3e-4"), "--init-from", "a2fseg-cpu", "--mix-data",
                                       str(PHANTOMS_MIX), "--mix-fraction", "0.25"])
-# stage 2 of mmFormer (session of 2026-12-07, second): its real stage 1 was still improving when its 75 minutes ended
+# stage 2 of mmFormer and HeMIS (session of 2026-12-07, second): their real stage 1 was still improving when it ended
 RECIPES["mmformer-cpu-2"] = ("mmformer", [*_STAGE2, "--init-from", "mmformer-cpu"])
+RECIPES["hemis-cpu-2"] = ("hemis", [*_STAGE2, "--init-from", "hemis-cpu"])  # the same for HeMIS, the best baseline
 
 
 def stage1_default() -> Path:

@@ -284,6 +284,15 @@ def test_real_summary_lists_mean_all_four_and_t1c_flair_per_model_and_paper_colu
     assert any(line.startswith("| weak | 0.421 /") for line in lines)
 
 
+def test_real_page_names_the_models_that_run_with_their_own_thresholds():
+    """A model whose thresholds were chosen on the val cases is not like for like with one at 0.5: the page says so."""
+    line = _script("bench_real").threshold_line
+    assert line({"tuned": [0.5, 0.3, 0.3], "plain": [0.5, 0.5, 0.5]}, {}) == (
+        "- region thresholds (WT / TC / ET): tuned 0.5 / 0.3 / 0.3 (its own); every other model 0.5 / 0.5 / 0.5")
+    assert line({"tuned": [0.4, 0.5, 0.5]}, {"tuned": "shown"}).startswith("- region thresholds (WT / TC / ET): shown 0.4 /")
+    assert line({"plain": [0.5, 0.5, 0.5]}, {}) == "- region thresholds (WT / TC / ET): every model 0.5 / 0.5 / 0.5"
+
+
 def test_small_tumour_page_reports_true_and_predicted_volume_per_subset(tmp_path, monkeypatch):
     """The over-segmentation check runs `segment`'s path on a phantom and reports the phantom's true tumour volume
     beside each model's, for T1c + FLAIR and for all four modalities."""
