@@ -132,6 +132,7 @@ RECIPES["a2fseg-cpu-3"] = ("a2fseg", [*_with(_STAGE2, "--lr", "3e-4"), "--init-f
 # stage 2 of mmFormer and HeMIS (session of 2026-12-07, second): their real stage 1 was still improving when it ended
 RECIPES["mmformer-cpu-2"] = ("mmformer", [*_STAGE2, "--init-from", "mmformer-cpu"])
 RECIPES["hemis-cpu-2"] = ("hemis", [*_STAGE2, "--init-from", "hemis-cpu"])  # the same for HeMIS, the best baseline
+RECIPES["robustseg-cpu-2"] = ("robustseg", [*_STAGE2, "--init-from", "robustseg-cpu"])  # and RobustSeg, also still rising
 
 
 def stage1_default() -> Path:
