@@ -45,10 +45,15 @@ def summary_table(dice: dict) -> list[str]:
 
 def threshold_line(thresholds: dict[str, list[float]], names: dict[str, str]) -> str:
     """Which region probability thresholds each model ran with: a model tuned on these cases is not like for like."""
-    own = {names.get(k, k): v for k, v in thresholds.items() if list(v) != [0.5, 0.5, 0.5]}
-    listed = "; ".join(f"{k} {' / '.join(f'{x:g}' for x in v)} (its own)" for k, v in own.items())
-    return ("- region thresholds (WT / TC / ET): " + (f"{listed}; every other model" if own else "every model")
-            + " 0.5 / 0.5 / 0.5")
+    from mmtumor.postprocess import NEUTRAL_THRESHOLDS
+
+    def trio(t) -> str:
+        return " / ".join(f"{x:g}" for x in t)
+
+    own = {names.get(k, k): v for k, v in thresholds.items() if tuple(v) != NEUTRAL_THRESHOLDS}
+    listed = "; ".join(f"{k} {trio(v)} (its own)" for k, v in own.items())
+    return ("- region thresholds (WT / TC / ET): " + (f"{listed}; every other model " if own else "every model ")
+            + trio(NEUTRAL_THRESHOLDS))
 
 
 def main() -> None:

@@ -32,12 +32,13 @@ from pathlib import Path
 import numpy as np
 
 from common import header_lines, predict_val_cases, real_val_parser, write_doc  # benchmarks/common.py (the script's own folder)
+from mmtumor.postprocess import NEUTRAL_THRESHOLDS
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT_MD = ROOT / "docs" / "bench-thresholds-real.md"
 DATA = ROOT.parent / "shared" / "data" / "real-train"
 GRID = {"WT": (0.2, 0.3, 0.4, 0.5, 0.6), "TC": (0.2, 0.3, 0.4, 0.5, 0.6), "ET": (0.1, 0.15, 0.2, 0.3, 0.4, 0.5)}
-NEUTRAL = (0.5, 0.5, 0.5)
+NEUTRAL = NEUTRAL_THRESHOLDS  # segment's thresholds when the weights carry none
 Triple = tuple[float, float, float]
 
 
