@@ -133,6 +133,9 @@ RECIPES["a2fseg-cpu-3"] = ("a2fseg", [*_with(_STAGE2, "--lr", "3e-4"), "--init-f
 RECIPES["mmformer-cpu-2"] = ("mmformer", [*_STAGE2, "--init-from", "mmformer-cpu"])
 RECIPES["hemis-cpu-2"] = ("hemis", [*_STAGE2, "--init-from", "hemis-cpu"])  # the same for HeMIS, the best baseline
 RECIPES["robustseg-cpu-2"] = ("robustseg", [*_STAGE2, "--init-from", "robustseg-cpu"])  # and RobustSeg, also still rising
+# stage 2 of the average-fusion A2FSeg and the early-fusion U-Net (session of 2026-12-07, third): the same stage 2
+RECIPES["a2fseg-avg-cpu-2"] = ("a2fseg-avg", [*_STAGE2, "--init-from", "a2fseg-avg-cpu"])
+RECIPES["unet-cpu-2"] = ("unet", [*_STAGE2, "--init-from", "unet-cpu"])
 
 
 def stage1_default() -> Path:

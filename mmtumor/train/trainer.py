@@ -7,9 +7,7 @@ single one) that may update ``best.pt``. Logs go to ``metrics.jsonl``/``metrics.
 
 from __future__ import annotations
 
-import csv
 import json
-import math
 import os
 import time
 from dataclasses import dataclass
@@ -26,6 +24,7 @@ from ..results import TrainResult
 from .cache import CachedCase, build_cache, dataset_key
 from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .config import TrainConfig
+from .logs import plot_curves, progress_bar, write_logs
 from .sampling import PatchStream, augment_batch
 
 
@@ -367,7 +366,7 @@ class Trainer:
         if self.dist.main:
             if not best_path.exists():
                 checkpoint(epoch, True, best_path)
-            self._plot_curves(history)
+            plot_curves(self.run_dir, history)
         return TrainResult(Path(self.run_dir), len(history), best, Path(best_path), Path(last_path), history,
                            self.dist.rank)
 
@@ -448,84 +447,11 @@ class Trainer:
         return sys.stderr.isatty()
 
     def _progress(self):
-        if not self.dist.main or self.quiet or not self._interactive:
-            return _NullProgress()
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
-        return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(), transient=False)
+        return progress_bar(self.dist.main and not self.quiet and self._interactive)
 
     def _write_logs(self, history: list[dict]) -> None:
-        if not self.dist.main:
-            return
-        import io
-
-        from ..io.atomic import write_text_atomic
-
-        write_text_atomic(self.run_dir / "metrics.jsonl", "".join(json.dumps(rec) + "\n" for rec in history))
-        keys = sorted({k for r in history for k in r["loss"]})
-        buf = io.StringIO()
-        w = csv.writer(buf)
-        w.writerow(["epoch", "lr", "seconds", *keys, "val_score"])
-        for r in history:
-            w.writerow([r["epoch"], r["lr"], r["seconds"], *[r["loss"].get(k, "") for k in keys],
-                        r.get("val", {}).get("score", "")])
-        write_text_atomic(self.run_dir / "metrics.csv", buf.getvalue())
-        try:
-            from torch.utils.tensorboard import SummaryWriter  # optional
-        except Exception:
-            return
-        with SummaryWriter(str(self.run_dir / "tb")) as tb:
-            r = history[-1]
-            for k, v in r["loss"].items():
-                tb.add_scalar(f"loss/{k}", v, r["epoch"])
-            if "val" in r:
-                tb.add_scalar("val/score", r["val"]["score"], r["epoch"])
-
-    def _plot_curves(self, history: list[dict]) -> None:
-        if not history:
-            return
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-        ep = [r["epoch"] for r in history]
-        for k in sorted({k for r in history for k in r["loss"]}):
-            axes[0].plot(ep, [r["loss"].get(k, math.nan) for r in history], label=k)
-        axes[0].set_xlabel("epoch")
-        axes[0].set_title("training loss")
-        axes[0].legend(fontsize=7)
-        vals = [(r["epoch"], r["val"]) for r in history if "val" in r]
-        if vals:
-            for i, region in enumerate(("WT", "TC", "ET")):
-                axes[1].plot([e for e, _ in vals], [v["all"][i] for _, v in vals], marker="o", label=f"{region} (all)")
-            axes[1].plot([e for e, _ in vals], [v["score"] for _, v in vals], "k--", label="score")
-            axes[1].legend(fontsize=7)
-        axes[1].set_title("validation Dice")
-        axes[1].set_xlabel("epoch")
-        fig.tight_layout()
-        from ..io.atomic import atomic_target
-
-        try:
-            with atomic_target(self.run_dir / "curves.png", ".png") as tmp:
-                fig.savefig(tmp, dpi=100, format="png")
-        finally:
-            plt.close(fig)
-
-
-class _NullProgress:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-    def add_task(self, *a, **k):
-        return None
-
-    def update(self, *a, **k):
-        return None
+        if self.dist.main:
+            write_logs(self.run_dir, history)
 
 
 def _model_config_dict(model: torch.nn.Module) -> dict:
