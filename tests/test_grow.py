@@ -40,6 +40,29 @@ def test_widened_network_computes_the_same_function(method):
         torch.testing.assert_close(_outputs(wide, x, pres), _outputs(narrow, x, pres), atol=1e-4, rtol=1e-4)
 
 
+@pytest.mark.parametrize("overrides", [{"attention_maps": "channel"}, {"attention_maps": "channel", **WIDER}])
+def test_single_attention_map_grows_into_one_per_channel(overrides):
+    """A2FSeg's one fusion map per modality becomes one per channel (alone or with width) and keeps the function;
+    the per-channel maps then train apart (their gradients differ)."""
+    torch.manual_seed(2)
+    narrow = build_model("a2fseg", preset="tiny")
+    for p in narrow.parameters():
+        p.data.add_(0.1 * torch.randn_like(p))
+    grown = build_model("a2fseg", preset="tiny", **overrides)
+    widen_into(narrow, grown)
+    assert grown.attention[0].weight.shape[0] == grown.config.base_features > 1
+    x = torch.randn(2, 4, 24, 24, 24)
+    for subset in SUBSETS:
+        pres = torch.tensor([subset, subset], dtype=torch.bool)
+        torch.testing.assert_close(_outputs(grown, x, pres), _outputs(narrow, x, pres), atol=1e-4, rtol=1e-4)
+    grown.train()
+    present = torch.ones(1, 4, dtype=torch.bool)
+    target = (torch.rand(1, 3, 24, 24, 24) > 0.7).float()
+    grown.loss(grown(x[:1], present), target, present)["total"].backward()
+    g = grown.attention[1].weight.grad
+    assert not torch.allclose(g[0], g[1])
+
+
 def test_new_channels_learn_after_widening():
     """The zero weights out of the new channels get gradient, so the extra width is trainable."""
     torch.manual_seed(1)

@@ -8,7 +8,8 @@ from a *new input* channel are zero (so nothing new reaches an old output), weig
 the wide network's own initialisation (so the new channels carry signal and learn as soon as the zero weights
 leading out of them receive gradient). Instance norms and biases of new channels keep their initialisation too.
 Layers that read a concatenation (a U-Net decoder stage reads ``[up, skip]``; A2FSeg's attention reads
-``[F_bar; F_m]``) map each part to its own leading channels.
+``[F_bar; F_m]``) map each part to its own leading channels. A2FSeg's single attention map per modality grown
+into one map per channel (``attention_maps`` "single" -> "channel") is copied into every channel.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from ..modalities import MODALITIES
 
 #: parameters whose input channels are two equal concatenated parts
 _CONCAT_INPUTS = (re.compile(r"(^|\.)decoder\.stages\.\d+\.0\.0\.weight$"), re.compile(r"(^|\.)attention\.\d+\.weight$"))
+#: A2FSeg's fusion attention: one weight map per modality ("single") may grow into one per channel ("channel")
+_ATTENTION = re.compile(r"(^|\.)attention\.\d+\.(weight|bias)$")
 
 
 def _input_index(name: str, n_narrow: int, n_wide: int) -> torch.Tensor:
@@ -58,6 +61,13 @@ def widen_into(narrow: nn.Module, wide: nn.Module) -> None:
             if target.shape == value.shape:
                 target.copy_(value)
                 continue
+            if _ATTENTION.search(name) and value.shape[0] == 1:
+                # a single map becomes the same map for every channel: each channel's modality weights start equal
+                # to the single map's (softmax per channel over the modalities) and may then specialise
+                value = value.expand(target.shape[0], *value.shape[1:])
+                if target.shape == value.shape:
+                    target.copy_(value)
+                    continue
             if value.ndim == 1:  # bias or norm scale/shift of the leading channels
                 target[: value.shape[0]].copy_(value)
                 continue
