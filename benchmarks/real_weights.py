@@ -143,6 +143,11 @@ RECIPES["a2fseg-cpu-chan"] = ("a2fseg", [*_STAGE2, "--init-from", _S1, "--mix-da
                                          "--mix-fraction", "0.25", "--config",
                                          str(ROOT / "benchmarks" / "recipes" / "a2fseg-channel-attention.json")])
 RECIPES["robustseg-cpu-3"] = ("robustseg", [*_STAGE2, "--init-from", "robustseg-cpu"])  # stage 2 got 250 steps only
+# the same with a learned sharpness of the fusion softmax (one map per modality as shipped): Eq. 2 as written keeps
+# every weight of four in [0.11, 0.48], and the shipped default weighs T1c 0.22-0.27 inside enhancing tumour
+RECIPES["a2fseg-cpu-sharp"] = ("a2fseg", [*_STAGE2, "--init-from", _S1, "--mix-data", str(PHANTOMS_MIX),
+                                          "--mix-fraction", "0.25", "--config",
+                                          str(ROOT / "benchmarks" / "recipes" / "a2fseg-sharp-attention.json")])
 
 
 def stage1_default() -> Path:

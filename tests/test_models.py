@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import time
 
 import pytest
@@ -290,6 +291,34 @@ def test_a2fseg_channel_attention_option() -> None:
         _build("a2fseg", attention_maps="bogus")
     with pytest.raises(InputError):
         _build("a2fseg", attention_kernel=2)
+
+
+def test_a2fseg_learned_attention_sharpness_starts_as_the_paper_and_can_exceed_its_cap() -> None:
+    """Eq. 2 as written caps a modality's weight (softmax over sigmoids: at most e / (e + 3) ~ 0.48 of four); the
+    learned factor starts at 1 (the same weights), gets gradient, and once grown lets one modality pass the cap."""
+    x = torch.randn(1, 4, SIZE, SIZE, SIZE)
+    present = _present(["1111"])
+    fixed = _build("a2fseg").eval()
+    sharp = _build("a2fseg", attention_sharpness="learned")
+    sharp.load_state_dict(fixed.state_dict(), strict=False)
+    sharp.eval()
+    with torch.no_grad():
+        w_fixed, w_sharp = fixed(x, present)["weights"], sharp(x, present)["weights"]
+    assert w_fixed.max() < math.e / (math.e + 3) + 1e-6
+    torch.testing.assert_close(w_sharp, w_fixed)
+    sharp.train()
+    out = sharp(x, present)
+    sharp.loss(out, (torch.rand(1, 3, SIZE, SIZE, SIZE) > 0.7).float(), present)["total"].backward()
+    assert sharp.attention_log_sharpness.grad.abs() > 0
+    with torch.no_grad():
+        sharp.attention_log_sharpness.fill_(0.5)  # factor e^5
+        for conv in sharp.attention:  # make T1c's map the largest everywhere
+            conv.bias.fill_(-20.0)
+        sharp.attention[1].bias.fill_(20.0)
+        w = sharp.eval()(x, present)["weights"]
+    assert w[:, 1].min() > 0.95
+    with pytest.raises(InputError):
+        _build("a2fseg", attention_sharpness="bogus")
 
 
 def test_a2fseg_single_modality_fusion_is_that_modality() -> None:
