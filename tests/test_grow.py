@@ -127,16 +127,16 @@ def test_growth_refuses_a_method_it_cannot_preserve():
     assert grown(narrow, "hemis", same) is narrow  # overrides that change nothing leave the weights as they are
 
 
-def test_learned_attention_sharpness_grows_from_fixed_weights():
-    """train --init-from W with {"attention_sharpness": "learned"}: the new factor starts at 1, the same function."""
+def test_learned_attention_leak_grows_from_fixed_weights():
+    """train --init-from W with {"attention_leak": "learned"}: the new leak starts at 0, the same function."""
     from mmtumor.models.grow import grown
 
     torch.manual_seed(3)
     fixed = build_model("a2fseg", preset="tiny")
     for p in fixed.parameters():
         p.data.add_(0.1 * torch.randn_like(p))
-    sharp = grown(fixed, "a2fseg", {"attention_sharpness": "learned", "attention_maps": "channel"})
-    assert sharp.config.attention_sharpness == "learned" and float(sharp.attention_log_sharpness.detach()) == 0.0
+    leaky = grown(fixed, "a2fseg", {"attention_leak": "learned", "attention_maps": "channel"})
+    assert leaky.config.attention_leak == "learned" and float(leaky.attention_leak_param.detach()) == 0.0
     x = torch.randn(1, 4, 24, 24, 24)
     pres = torch.ones(1, 4, dtype=torch.bool)
-    torch.testing.assert_close(_outputs(sharp, x, pres), _outputs(fixed, x, pres), atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(_outputs(leaky, x, pres), _outputs(fixed, x, pres), atol=1e-4, rtol=1e-4)

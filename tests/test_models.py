@@ -293,32 +293,35 @@ def test_a2fseg_channel_attention_option() -> None:
         _build("a2fseg", attention_kernel=2)
 
 
-def test_a2fseg_learned_attention_sharpness_starts_as_the_paper_and_can_exceed_its_cap() -> None:
-    """Eq. 2 as written caps a modality's weight (softmax over sigmoids: at most e / (e + 3) ~ 0.48 of four); the
-    learned factor starts at 1 (the same weights), gets gradient, and once grown lets one modality pass the cap."""
+def test_a2fseg_learned_attention_leak_starts_as_the_paper_and_revives_saturated_maps() -> None:
+    """Eq. 2 as written caps a modality's weight (softmax over sigmoids: at most e / (e + 3) ~ 0.48 of four) and is
+    uniform with no gradient where every map saturates near 0; the learned leak starts at 0 (the same weights),
+    gets gradient exactly there, and once grown lets one modality pass the cap."""
     x = torch.randn(1, 4, SIZE, SIZE, SIZE)
     present = _present(["1111"])
     fixed = _build("a2fseg").eval()
-    sharp = _build("a2fseg", attention_sharpness="learned")
-    sharp.load_state_dict(fixed.state_dict(), strict=False)
-    sharp.eval()
+    leaky = _build("a2fseg", attention_leak="learned")
+    leaky.load_state_dict(fixed.state_dict(), strict=False)
     with torch.no_grad():
-        w_fixed, w_sharp = fixed(x, present)["weights"], sharp(x, present)["weights"]
+        w_fixed, w_leaky = fixed(x, present)["weights"], leaky.eval()(x, present)["weights"]
     assert w_fixed.max() < math.e / (math.e + 3) + 1e-6
-    torch.testing.assert_close(w_sharp, w_fixed)
-    sharp.train()
-    out = sharp(x, present)
-    sharp.loss(out, (torch.rand(1, 3, SIZE, SIZE, SIZE) > 0.7).float(), present)["total"].backward()
-    assert sharp.attention_log_sharpness.grad.abs() > 0
+    torch.testing.assert_close(w_leaky, w_fixed)
+    with torch.no_grad():  # saturate every map near 0 (z of -12 to -9): uniform weights, as measured in tumour
+        for m, conv in enumerate(leaky.attention):
+            conv.weight.zero_()
+            conv.bias.fill_(-12.0 + m)
+    leaky.train()
+    out = leaky(x, present)
+    assert torch.allclose(out["weights"], torch.full_like(out["weights"], 0.25), atol=1e-3)
+    leaky.loss(out, (torch.rand(1, 3, SIZE, SIZE, SIZE) > 0.7).float(), present)["total"].backward()
+    assert leaky.attention[1].bias.grad.abs() < 1e-3 * leaky.attention_leak_param.grad.abs()  # the sigmoid is flat
     with torch.no_grad():
-        sharp.attention_log_sharpness.fill_(0.5)  # factor e^5
-        for conv in sharp.attention:  # make T1c's map the largest everywhere
-            conv.bias.fill_(-20.0)
-        sharp.attention[1].bias.fill_(20.0)
-        w = sharp.eval()(x, present)["weights"]
+        leaky.attention_leak_param.fill_(0.2)  # leak 2: the z differences now decide
+        leaky.attention[1].bias.fill_(-1.0)  # T1c's map least negative
+        w = leaky.eval()(x, present)["weights"]
     assert w[:, 1].min() > 0.95
     with pytest.raises(InputError):
-        _build("a2fseg", attention_sharpness="bogus")
+        _build("a2fseg", attention_leak="bogus")
 
 
 def test_a2fseg_single_modality_fusion_is_that_modality() -> None:

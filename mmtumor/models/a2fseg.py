@@ -27,7 +27,7 @@ from .registry import FusionModel, register
 
 N_MOD = 4
 N_REGIONS = 3
-SHARPNESS_SCALE = 10.0  # attention_sharpness "learned": factor = exp(SHARPNESS_SCALE * attention_log_sharpness)
+LEAK_SCALE = 10.0  # attention_leak "learned": the leak is LEAK_SCALE * attention_leak_param
 PAPER = "Z. Wang, Y. Hong. A2FSeg: Adaptive Multi-Modal Fusion Network for Medical Image Segmentation. MICCAI 2023"
 
 
@@ -39,10 +39,11 @@ class A2FSegConfig:
     modality weighting, the reading of the paper's Fig. 1); "channel" = C maps, one per feature channel (Eq. 1 with
     a C-channel conv output).
 
-    ``attention_sharpness``: "fixed" (default, Eq. 2 as written) = softmax over the sigmoid maps, so one modality
-    weighs at most e times another (with all four present, each weight lies in about [0.11, 0.48]); "learned" = the
-    maps are multiplied by a learned factor before the softmax (starting at 1, the paper's function), so training
-    may let one modality dominate where it alone shows the region (T1c in enhancing tumour).
+    ``attention_leak``: "none" (default, Eq. 2 as written) = softmax over the sigmoid maps sigma(z_m), so one
+    modality weighs at most e times another (with all four present, each weight lies in about [0.11, 0.48]), and
+    where every z_m is far below 0 the sigmoids saturate, the weights are uniform and no gradient reaches z;
+    "learned" = softmax over sigma(z_m) + a * z_m with a learned leak a that starts at 0 (the paper's function), so
+    the maps keep a gradient where the sigmoid is flat and one modality can dominate (T1c in enhancing tumour).
     """
 
     base_features: int = 32
@@ -51,7 +52,7 @@ class A2FSegConfig:
     deep_supervision: int = 3
     attention_maps: str = "single"
     attention_kernel: int = 3
-    attention_sharpness: str = "fixed"
+    attention_leak: str = "none"
     spatial_dims: int = 3
 
 
@@ -122,16 +123,17 @@ class A2FSeg(FusionModel):
             pad = config.attention_kernel // 2
             self.attention = nn.ModuleList(conv(2 * C, k, config.attention_kernel, padding=pad) for _ in range(N_MOD))
             self.adaptive_head = SegHead(C, N_REGIONS, sd)
-            if config.attention_sharpness not in ("fixed", "learned"):
-                raise InputError(f"attention_sharpness must be 'fixed' or 'learned', got {config.attention_sharpness!r}")
-            if config.attention_sharpness == "learned":
-                # the factor is exp(SHARPNESS_SCALE * this): Adam moves a parameter by about lr per step, and the
-                # scale lets a few hundred steps reach factors of 2-20 instead of 1.0-1.3
-                self.attention_log_sharpness = nn.Parameter(torch.zeros(()))
+            if config.attention_leak not in ("none", "learned"):
+                raise InputError(f"attention_leak must be 'none' or 'learned', got {config.attention_leak!r}")
+            if config.attention_leak == "learned":
+                # the leak is LEAK_SCALE * this: Adam moves a parameter by about lr per step, and the scale lets a
+                # few hundred steps reach leaks of order 1 instead of 0.1
+                self.attention_leak_param = nn.Parameter(torch.zeros(()))
         init_weights(self)
 
     def fusion_weights(self, F: torch.Tensor, F_bar: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
-        """Eq. 1-2: W_m = sigmoid(Conv_m([F_bar; F_m])), softmax over present modalities (absent get exactly 0)."""
+        """Eq. 1-2: W_m = sigmoid(Conv_m([F_bar; F_m])), softmax over present modalities (absent get exactly 0);
+        with ``attention_leak`` "learned" the softmax reads sigmoid(z) + a * z instead of sigmoid(z)."""
         batch = F.shape[0]
         W = []
         for m in range(N_MOD):
@@ -140,11 +142,13 @@ class A2FSeg(FusionModel):
                 continue
             rows = present_rows(present[:, m])
             inp = torch.cat([take_rows(F_bar, rows), take_rows(F[:, m], rows)], dim=1)
-            W.append(scatter_rows(torch.sigmoid(self.attention[m](inp)), rows, batch))
+            z = self.attention[m](inp)
+            u = torch.sigmoid(z)
+            if hasattr(self, "attention_leak_param"):
+                u = u + LEAK_SCALE * self.attention_leak_param.to(z.dtype) * z
+            W.append(scatter_rows(u, rows, batch))
         ref = next(w for w in W if w is not None)
         Ws = torch.stack([w if w is not None else torch.zeros_like(ref) for w in W], dim=1).float()
-        if hasattr(self, "attention_log_sharpness"):
-            Ws = Ws * torch.exp(SHARPNESS_SCALE * self.attention_log_sharpness.float())
         mask = present.view(batch, N_MOD, *([1] * (Ws.ndim - 2)))
         Ws = Ws.masked_fill(~mask, float("-inf"))
         return torch.softmax(Ws, dim=1)
