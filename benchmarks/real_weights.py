@@ -143,6 +143,10 @@ RECIPES["a2fseg-cpu-chan"] = ("a2fseg", [*_STAGE2, "--init-from", _S1, "--mix-da
                                          "--mix-fraction", "0.25", "--config",
                                          str(ROOT / "benchmarks" / "recipes" / "a2fseg-channel-attention.json")])
 RECIPES["robustseg-cpu-3"] = ("robustseg", [*_STAGE2, "--init-from", "robustseg-cpu"])  # stage 2 got 250 steps only
+# MedMAP's own second stage, the default's (25 % phantom patches): medmap and the default then differ only by the
+# alignment loss over the same two stages
+RECIPES["a2fseg-medmap-cpu-2"] = ("a2fseg", [*_STAGE2, "--init-from", "a2fseg-medmap-cpu", "--align", "medmap",
+                                             "--mix-data", str(PHANTOMS_MIX), "--mix-fraction", "0.25"])
 # the same with a learned leak in the fusion softmax (one map per modality as shipped): the shipped default's maps
 # saturate near 0 inside enhancing tumour (sigmoid 0.000-0.06 for T1, T1c, FLAIR), so its weights there are uniform
 # (T1c 0.244 of four on the 8 val cases) and no gradient reaches them; the leak gives them one (models/a2fseg.py)
