@@ -136,12 +136,6 @@ RECIPES["robustseg-cpu-2"] = ("robustseg", [*_STAGE2, "--init-from", "robustseg-
 # stage 2 of the average-fusion A2FSeg and the early-fusion U-Net (session of 2026-12-07, third): the same stage 2
 RECIPES["a2fseg-avg-cpu-2"] = ("a2fseg-avg", [*_STAGE2, "--init-from", "a2fseg-avg-cpu"])
 RECIPES["unet-cpu-2"] = ("unet", [*_STAGE2, "--init-from", "unet-cpu"])
-# the shipped default's recipe (real stage 1, then 25 % phantom patches) with one fusion map per feature channel
-# instead of one per modality, grown from stage 1 so that it starts from its function (models/grow.py): with all four
-# modalities the single map dilutes T1c where T2 and FLAIR are bright too, and ET falls as modalities are added
-RECIPES["a2fseg-cpu-chan"] = ("a2fseg", [*_STAGE2, "--init-from", _S1, "--mix-data", str(PHANTOMS_MIX),
-                                         "--mix-fraction", "0.25", "--config",
-                                         str(ROOT / "benchmarks" / "recipes" / "a2fseg-channel-attention.json")])
 RECIPES["robustseg-cpu-3"] = ("robustseg", [*_STAGE2, "--init-from", "robustseg-cpu"])  # stage 2 got 250 steps only
 # MedMAP's own second stage, the default's (25 % phantom patches): medmap and the default then differ only by the
 # alignment loss over the same two stages

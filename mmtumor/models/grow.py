@@ -65,9 +65,6 @@ def widen_into(narrow: nn.Module, wide: nn.Module) -> None:
                 # a single map becomes the same map for every channel: each channel's modality weights start equal
                 # to the single map's (softmax per channel over the modalities) and may then specialise
                 value = value.expand(target.shape[0], *value.shape[1:])
-                if target.shape == value.shape:
-                    target.copy_(value)
-                    continue
             if value.ndim == 1:  # bias or norm scale/shift of the leading channels
                 target[: value.shape[0]].copy_(value)
                 continue
