@@ -56,6 +56,13 @@ def threshold_line(thresholds: dict[str, list[float]], names: dict[str, str]) ->
             + trio(NEUTRAL_THRESHOLDS))
 
 
+def et_line(et_modalities: dict[str, list[str]], names: dict[str, str]) -> str:
+    """Which models predict enhancing tumour from fewer of the given scans (their ``et_modalities``) when T1c is given."""
+    own = "; ".join(f"{names.get(k, k)} from {'+'.join(v)}" for k, v in et_modalities.items())
+    return ("- enhancing tumour, when T1c is given: " + (f"{own}; every other model" if own else "every model")
+            + " from every given scan (docs/segment.md, step 3)")
+
+
 def main() -> None:
     import torch
 
@@ -107,6 +114,7 @@ def main() -> None:
         "- paper columns: published Table 1 of A2FSeg (Wang & Hong, MICCAI 2023), on the BraTS 2020 test split "
         "(other patients, 3D nnU-Net-size models trained on 219 cases): a reference, not a like-for-like comparison.",
         threshold_line(result.meta.get("region_thresholds") or {}, names),
+        et_line(result.meta.get("et_modalities") or {}, names),
         "",
         models_table(shown),
         "",

@@ -46,7 +46,9 @@ def main() -> None:
         raise SystemExit(f"case not found: {args.case}")
     base = [str(args.case), "--device", "cpu"] + (["--weights", args.weights] if args.weights else [])
     rows = []
-    for label, extra in (("default", []), ("--tta (8 mirrorings)", ["--tta"]), ("--fast", ["--fast"]),
+    for label, extra in (("default", []),
+                         ("--et-modalities all (no second window for enhancing tumour)", ["--et-modalities", "all"]),
+                         ("--tta (8 mirrorings)", ["--tta"]), ("--fast", ["--fast"]),
                          ("--fast --no-preview", ["--fast", "--no-preview"])):
         wall, peak, rep = run(base + extra)
         t = rep["timings_s"]

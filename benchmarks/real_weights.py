@@ -148,6 +148,11 @@ RECIPES["a2fseg-cpu-leak"] = ("a2fseg", [*_STAGE2, "--init-from", _S1, "--mix-da
                                          "--mix-fraction", "0.25", "--config",
                                          str(ROOT / "benchmarks" / "recipes" / "a2fseg-leaky-attention.json")])
 
+# the 1 mm working grid (session of 2026-12-07, fourth): the same stage 2 as the 1.5 mm run on the data's own grid
+# (64³ patches cover 64 mm; inference runs on 8x the voxels of the 2 mm grid), given 60 minutes instead of 40
+# because the 1.5 mm run was still re-learning its receptive fields when its 40 minutes ended
+RECIPES["a2fseg-cpu-1mm"] = ("a2fseg", [*_with(_STAGE2, "--target-spacing", "1"), "--init-from", _S1])
+
 
 def stage1_default() -> Path:
     """Real stage 1 of the default as exported weights (``.safetensors`` + ``.json``), taken from git when absent."""
@@ -248,25 +253,36 @@ def ship(args) -> None:
 
 
 def set_thresholds(args) -> None:
-    """Region thresholds into a bundled model's metadata; its card's val Dice from a sweep that applied them."""
+    """Region thresholds (and the modalities enhancing tumour comes from) into a bundled model's metadata; its card's
+    val Dice from a sweep that applied them."""
+    from mmtumor.postprocess import NEUTRAL_THRESHOLDS
     from mmtumor.weights import resolve, update_meta
 
     chosen = [float(args.wt), float(args.tc), float(args.et)]
+    et_from = [m.strip() for m in args.et_modalities.split(",")] if args.et_modalities else None
     report = json.loads((Path(args.report) / "report.json").read_text())["meta"]
     bench_name = args.bench_name or args.name
     used = (report.get("region_thresholds") or {}).get(bench_name)
     if used != chosen:
         sys.exit(f"{args.report} was swept with thresholds {used} for {bench_name}, not {chosen}")
+    used_et = (report.get("et_modalities") or {}).get(bench_name)
+    if used_et != et_from:
+        sys.exit(f"{args.report} predicted enhancing tumour from {used_et or 'all given scans'} for {bench_name}, "
+                 f"not {et_from or 'all given scans'}")
     table = val_dice(Path(args.report), bench_name)
     if len(table) != 15:
         sys.exit(f"{args.report} holds {len(table)} subsets for {bench_name}, not 15")
     metrics = dict(resolve(args.name).meta.get("metrics") or {}, expected_dice=table)
     metrics["expected_dice_source"] = (f"{report['cases']} real validation cases (splits.json 'val'), mean over cases, "
                                        "post-processed as segment does; these cases chose the checkpoint and the "
-                                       "region thresholds")
-    update_meta(WEIGHTS, args.name, region_thresholds=chosen, metrics=metrics,
-                region_thresholds_source=args.source)
-    print(f"weights/{args.name}: region thresholds {chosen}; expected Dice from {args.report}")
+                                       "region thresholds" + (" and the enhancing-tumour modalities" if et_from else ""))
+    if tuple(chosen) == NEUTRAL_THRESHOLDS:
+        metrics["expected_dice_source"] = metrics["expected_dice_source"].replace(" the region thresholds and", "")
+    neutral = tuple(chosen) == NEUTRAL_THRESHOLDS  # 0.5 each: the model carries none (only its ET modalities)
+    update_meta(WEIGHTS, args.name, region_thresholds=None if neutral else chosen, metrics=metrics,
+                region_thresholds_source=None if neutral else args.source, et_modalities=et_from)
+    print(f"weights/{args.name}: region thresholds {chosen}, ET from {et_from or 'all given scans'}; "
+          f"expected Dice from {args.report}")
 
 
 def main() -> None:
@@ -298,6 +314,8 @@ def main() -> None:
         th.add_argument(region)
     th.add_argument("--report", required=True)
     th.add_argument("--bench-name", default=None, help="the model's name in the sweep (default NAME)")
+    th.add_argument("--et-modalities", default=None, help="e.g. T1c,FLAIR: enhancing tumour from these when T1c is "
+                                                          "given (metadata et_modalities; default: all given scans)")
     th.add_argument("--source", default="chosen on the 8 real val cases, checked on BraTS 2013 and held-out phantoms: "
                                         "docs/bench-thresholds-real.md", help="how they were chosen (the card's words)")
     args = ap.parse_args()

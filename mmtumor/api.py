@@ -305,7 +305,7 @@ def segment(patients: list[Path | str] | Path | str | None = None, output: Path 
             threads: int | None = None, label_scheme: str = "brats2021", save_probabilities: bool = False,
             preview: bool = True, output_type: str = "nifti", skull_strip: str | bool = "auto", n4: bool = False,
             min_et_voxels: int | None = None, min_component_fraction: float = 0.2, thresholds=None,
-            on_patient=None, on_step=None) -> SegmentRun:
+            et_modalities: str | None = None, on_patient=None, on_step=None) -> SegmentRun:
     """``mmtumor segment``, flag for flag: segment one or more patients with the model loaded once; in a batch a
     failing patient is recorded in ``failures``, not fatal.
 
@@ -316,7 +316,8 @@ def segment(patients: list[Path | str] | Path | str | None = None, output: Path 
     options = segment_options(device=device, tta=tta, fast=fast, overlap=overlap, sw_batch=sw_batch, threads=threads,
                               label_scheme=label_scheme, save_probabilities=save_probabilities, preview=preview,
                               output_type=output_type, skull_strip=skull_strip, n4=n4, min_et_voxels=min_et_voxels,
-                              min_component_fraction=min_component_fraction, thresholds=thresholds)
+                              min_component_fraction=min_component_fraction, thresholds=thresholds,
+                              et_modalities=et_modalities)
     if isinstance(patients, (str, Path)):
         patients = [patients]
     from .infer.inputs import explicit_images
@@ -328,6 +329,7 @@ def segment(patients: list[Path | str] | Path | str | None = None, output: Path 
 def segment_options(*, skull_strip: str | bool = "auto", overlap: float = 0.5, min_et_voxels: int | None = None,
                     thresholds=None, **flags):
     """The predictor's options from ``segment``'s flags, checked the way the CLI checks them."""
+    from .infer.core import parse_et_modalities
     from .infer.predictor import SegmentOptions
     from .postprocess import DEFAULT_MIN_ET_VOXELS, check_region_thresholds
 
@@ -336,6 +338,7 @@ def segment_options(*, skull_strip: str | bool = "auto", overlap: float = 0.5, m
     strip = skull_strip if isinstance(skull_strip, bool) else {"auto": "auto", "yes": True, "no": False}.get(str(skull_strip).lower())
     if strip is None:
         raise InputError(f"skull_strip must be auto, yes or no, not {skull_strip!r}")
+    parse_et_modalities(flags.get("et_modalities"))  # a wrong value fails before any patient is read
     return SegmentOptions(skull_strip=strip, overlap=overlap,
                           min_et_voxels=DEFAULT_MIN_ET_VOXELS if min_et_voxels is None else min_et_voxels,
                           thresholds=None if thresholds is None else check_region_thresholds(thresholds), **flags)
@@ -426,8 +429,8 @@ def benchmark(data_dir: Path | str | None = None, *, weights: list[str] | None =
               methods: list[str] | str | None = None, split: str = "test", split_file: Path | str | None = None,
               subsets: str = "all", tta: bool = False, speed: bool = False, device: str = "auto",
               max_cases: int | None = None, min_et_voxels: int | None = None, min_component_fraction: float = 0.2,
-              thresholds=None, reference: Path | str | None = None, output: Path | str = "mmtumor-benchmark",
-              progress=None) -> BenchmarkResult:
+              thresholds=None, et_modalities: str | None = None, reference: Path | str | None = None,
+              output: Path | str = "mmtumor-benchmark", progress=None) -> BenchmarkResult:
     """``mmtumor benchmark``, flag for flag: the 15-subset report. With no data folder, held-out phantoms are
     generated (into ``output``/phantoms); with no weights, every bundled model (optionally only those of ``methods``,
     a list or a comma list) is benchmarked. ``progress(description, n, total)`` reports progress."""
@@ -439,7 +442,7 @@ def benchmark(data_dir: Path | str | None = None, *, weights: list[str] | None =
     opts = BenchmarkOptions(split=split, subsets=subsets, tta=tta, speed=speed, device=device, max_cases=max_cases,
                             min_et_voxels=DEFAULT_MIN_ET_VOXELS if min_et_voxels is None else min_et_voxels,
                             min_component_fraction=min_component_fraction, thresholds=thresholds,
-                            reference=str(reference) if reference else None,
+                            et_modalities=et_modalities, reference=str(reference) if reference else None,
                             split_file=str(split_file) if split_file else None)
     if isinstance(methods, str):
         methods = [m.strip() for m in methods.split(",") if m.strip()]

@@ -44,6 +44,7 @@ class BenchmarkOptions:
     min_component_fraction: float = 0.2  # as segment does by default (metrics.drop_small_components); 0 = off
     max_cases: int | None = None
     thresholds: tuple[float, float, float] | None = None  # region probability thresholds; None: each model's own
+    et_modalities: str | None = None  # modalities ET comes from when T1c is present ("T1c,FLAIR", "all"); None: own
     split_file: str | None = None  # fixed split (JSON, io.dataset.read_split_file) instead of the seeded manifest
     reference: str | None = None  # CSV of published Dice (method,subset,region,dice %), see report.load_reference_csv
 
@@ -86,7 +87,8 @@ def settings_for(meta: dict, opts: BenchmarkOptions) -> InferenceSettings:
     """The inference core's settings for a model under these benchmark options (the rest as ``segment``'s defaults)."""
     return InferenceSettings.for_model(meta, overlap=opts.overlap, tta=opts.tta,
                                        min_component_fraction=opts.min_component_fraction,
-                                       min_et_voxels=opts.min_et_voxels, region_thresholds=opts.thresholds)
+                                       min_et_voxels=opts.min_et_voxels, region_thresholds=opts.thresholds,
+                                       et_modalities=opts.et_modalities)
 
 
 def _predict_prepared(model, settings: InferenceSettings, prep: PreparedSubset, device) -> np.ndarray:
@@ -137,11 +139,12 @@ def inference_tag(opts: BenchmarkOptions) -> str:
     return "-" + "-".join(parts) if parts else ""
 
 
-def thresholds_tag(settings: InferenceSettings) -> str:
-    """Cache-key suffix for region thresholds other than 0.5 (a model's own or ``--thresholds``): empty at 0.5, the
-    keys caches had before thresholds could change."""
-    t = settings.region_thresholds
-    return "" if tuple(t) == NEUTRAL_THRESHOLDS else "-thr" + "_".join(f"{x:g}" for x in t)
+def settings_tag(settings: InferenceSettings) -> str:
+    """Cache-key suffix for region thresholds other than 0.5 (a model's own or ``--thresholds``) and for enhancing
+    tumour from fewer modalities (``et_modalities``): empty at 0.5 and all modalities, the keys caches had before."""
+    t, et = settings.region_thresholds, settings.et_modalities
+    return (("" if tuple(t) == NEUTRAL_THRESHOLDS else "-thr" + "_".join(f"{x:g}" for x in t))
+            + ("" if et is None else "-et" + "".join(map(str, et))))
 
 
 def _model_order(records: list[dict], names: list[str]) -> list[dict]:
@@ -196,10 +199,12 @@ def run_benchmark(data_dir: Path | str, weights: Sequence[str | None], report_di
         sha = next(iter(rw.files.values()), None) if rw.files else None
         settings = settings_for(meta, opts)
         entries.append(_Entry(rw.name, model, dict(meta), f"{rw.name}-{(sha or 'nosha')[:12]}-{PREDICTION_PATH}"
-                              f"{inference_tag(opts)}{thresholds_tag(settings)}", settings))
+                              f"{inference_tag(opts)}{settings_tag(settings)}", settings))
     model_names = [e.name for e in entries]
     prefixes = [e.key_prefix for e in entries]
     thresholds = {e.name: list(e.settings.region_thresholds) for e in entries}  # entries are freed before the report
+    et_from = {e.name: [MODALITIES[i].value for i in e.settings.et_modalities] for e in entries
+               if e.settings.et_modalities is not None}
     total = len(entries) * len(cases) * len(subsets)
     done = 0
     for case in cases:
@@ -276,6 +281,7 @@ def run_benchmark(data_dir: Path | str, weights: Sequence[str | None], report_di
                 "tta": opts.tta, "overlap": opts.overlap, "min_component_fraction": opts.min_component_fraction,
                 "min_et_voxels": opts.min_et_voxels,
                 "region_thresholds": thresholds,
+                "et_modalities": et_from,
                 "torch": torch.__version__, "python": platform.python_version(),
                 "platform": platform.platform(), "failures": len(failures), "dataset": _dataset_name(cases)}
     files = write_report(records, report_dir, speed or None, meta_out, reference=reference)

@@ -146,6 +146,8 @@ def segment(
                                                  "this fraction of the largest tumour component (0 = keep every island)."),
     thresholds: Optional[str] = typer.Option(None, "--thresholds", help="Probability thresholds WT,TC,ET, e.g. 0.5,0.5,0.3 "
                                              "(default: the model's own, chosen on real validation cases; else 0.5)."),
+    et_modalities: Optional[str] = typer.Option(None, "--et-modalities", help="Modalities enhancing tumour is predicted "
+                                                "from when T1c is given: e.g. T1c,FLAIR, or all (default: the model's own)."),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="Only errors."),
 ) -> None:
     """Segment brain tumours in a patient folder (DICOM or NIfTI, any subset of T1/T1c/T2/FLAIR)."""
@@ -158,7 +160,7 @@ def segment(
                          label_scheme=label_scheme, save_probabilities=save_probabilities, preview=preview,
                          output_type=output_type, skull_strip=skull_strip, n4=n4, min_et_voxels=min_et_voxels,
                          min_component_fraction=min_component_fraction, thresholds=thresholds,
-                         on_patient=None if quiet else render_detections)
+                         et_modalities=et_modalities, on_patient=None if quiet else render_detections)
     if not quiet:
         for rep in result.results:
             render_volumes(rep)
@@ -314,6 +316,9 @@ def benchmark(
                                                  "this fraction of the largest, as segment does (0 = off)."),
     thresholds: Optional[str] = typer.Option(None, "--thresholds", help="Probability thresholds WT,TC,ET for every model "
                                              "(default: each model's own, as segment uses them)."),
+    et_modalities: Optional[str] = typer.Option(None, "--et-modalities", help="Modalities enhancing tumour is predicted "
+                                                "from when T1c is given, for every model: T1c,FLAIR or all (default: "
+                                                "each model's own)."),
     reference: Optional[Path] = typer.Option(None, "--reference", help="Published Dice to show beside ours: CSV with "
                                              "method,subset,region,dice (in %), e.g. the A2FSeg paper's Table 1. Columns "
                                              "on BraTS 2020 data, a separate not-comparable table otherwise."),
@@ -336,7 +341,8 @@ def benchmark(
         result = api.benchmark(data_dir, weights=weights, methods=methods, split=split, split_file=split_file,
                                subsets=subsets, tta=tta, speed=speed, device=device, max_cases=max_cases,
                                min_et_voxels=min_et_voxels, min_component_fraction=min_component_fraction,
-                               thresholds=thresholds, reference=reference, output=output, progress=progress)
+                               thresholds=thresholds, et_modalities=et_modalities, reference=reference, output=output,
+                               progress=progress)
     if result.rank != 0:  # torchrun: only rank 0 reports
         return
     out.print(rich_table(result.dice_table(), title="Dice (mean over cases)"))

@@ -291,6 +291,10 @@ def test_real_page_names_the_models_that_run_with_their_own_thresholds():
         "- region thresholds (WT / TC / ET): tuned 0.5 / 0.3 / 0.3 (its own); every other model 0.5 / 0.5 / 0.5")
     assert line({"tuned": [0.4, 0.5, 0.5]}, {"tuned": "shown"}).startswith("- region thresholds (WT / TC / ET): shown 0.4 /")
     assert line({"plain": [0.5, 0.5, 0.5]}, {}) == "- region thresholds (WT / TC / ET): every model 0.5 / 0.5 / 0.5"
+    et = _script("bench_real").et_line  # so does one that takes enhancing tumour from fewer scans
+    assert et({"tuned": ["T1c", "FLAIR"]}, {}) == ("- enhancing tumour, when T1c is given: tuned from T1c+FLAIR; every "
+                                                 "other model from every given scan (docs/segment.md, step 3)")
+    assert et({}, {}).startswith("- enhancing tumour, when T1c is given: every model from every given scan")
 
 
 def test_small_tumour_page_reports_true_and_predicted_volume_per_subset(tmp_path, monkeypatch):

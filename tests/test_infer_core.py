@@ -122,6 +122,49 @@ def test_region_thresholds_come_from_the_weights_and_change_only_their_region():
             InferenceSettings.for_model({}, region_thresholds=bad)
 
 
+class _DilutedBlob(_Blob):
+    """The blob network whose enhancing tumour fades when T2 is given, as the default's does when fusion dilutes T1c."""
+
+    def __call__(self, x, present):
+        out = super().__call__(x, present)
+        out["logits"][:, 2] -= 40.0 * present[:, 2].view(-1, 1, 1, 1).to(x.dtype)
+        return out
+
+
+def test_enhancing_tumour_can_come_from_fewer_modalities_and_only_it_changes():
+    """With ``et_modalities`` (T1c, FLAIR) and all four scans given, ET comes from a second pass without T1 and T2 and
+    WT and TC from the pass on all four; without T1c, or when the given scans are already that set, nothing changes."""
+    from mmtumor.errors import InputError
+    from mmtumor.infer.core import et_channels, parse_et_modalities
+
+    assert parse_et_modalities("T1c,FLAIR") == (1, 3) and parse_et_modalities(["t1ce", "flair"]) == (1, 3)
+    assert parse_et_modalities("all") is None and parse_et_modalities(None) is None
+    assert parse_et_modalities("T1,T1c,T2,FLAIR") is None  # every modality: the ordinary single pass
+    for bad in ("T2,FLAIR", "T1c,PD"):
+        with pytest.raises(InputError):
+            parse_et_modalities(bad)
+    assert et_channels([True] * 4, (1, 3)) == [False, True, False, True]
+    assert et_channels([True, False, True, True], (1, 3)) is None  # no T1c: no enhancement to see, no second pass
+    assert et_channels([False, True, False, True], (1, 3)) is None  # already T1c + FLAIR
+    assert InferenceSettings.for_model({"et_modalities": ["T1c", "FLAIR"]}).et_modalities == (1, 3)
+    assert InferenceSettings.for_model({"et_modalities": ["T1c", "FLAIR"]}, et_modalities="all").et_modalities is None
+    from mmtumor.benchmark import settings_tag  # a benchmark cache never mixes the two answers
+
+    assert settings_tag(InferenceSettings()) == "" and settings_tag(InferenceSettings(et_modalities=(1, 3))) == "-et13"
+
+    img = _blob_image()
+    img[[0, 2]] = img[[1]]  # T1 and T2 channels hold something
+    brain, present = img[3] > 0, [True, True, True, True]
+    base = dict(patch=(32, 32, 32), amp=False, min_component_fraction=0.0, min_et_voxels=0)
+    fused = predict(_DilutedBlob(), img, present, (1.0, 1.0, 1.0), brain, InferenceSettings(**base), normalised=True)
+    split = predict(_DilutedBlob(), img, present, (1.0, 1.0, 1.0), brain,
+                    InferenceSettings(**base, et_modalities=(1, 3)), normalised=True)
+    assert not (fused.labels == 4).any() and (split.labels[15:21, 15:21, 15:21] == 4).all()
+    assert np.array_equal(fused.probabilities[:2], split.probabilities[:2])  # WT and TC from the four-scan pass
+    assert any("enhancing tumour predicted from T1c+FLAIR only" in n for n in split.notes)
+    assert not any("enhancing tumour predicted" in n for n in fused.notes)
+
+
 def test_the_model_grid_is_used_and_results_come_back_to_the_working_grid():
     img = _blob_image()
     present = [False, True, False, True]

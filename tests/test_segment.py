@@ -54,6 +54,7 @@ def test_nifti_folder_outputs_in_native_space(phantom_dir, tiny_weights, tmp_pat
     assert report["options"]["min_component_fraction"] == 0.2  # island removal is on by default, and recorded
     assert report["options"]["min_et_voxels"] == 100  # so is the small-ET relabelling (postprocess.DEFAULT_MIN_ET_VOXELS)
     assert report["region_thresholds"] == {"WT": 0.5, "TC": 0.5, "ET": 0.5, "source": "default (0.5)", "note": ""}
+    assert report["et_modalities"] == {"modalities": "all present", "source": "default (all present)"}
     assert (out / "preview.png").stat().st_size > 1000 and (out / "volumes.csv").exists()
     prob = nib.load(str(out / "probabilities.nii.gz"))
     assert prob.shape == (*ref.shape, 3)
@@ -154,6 +155,8 @@ def test_bad_inputs_are_one_line_errors(tmp_path, tiny_weights):
     assert r.exit_code == 2 and "--min-et-voxels" in r.output and "Traceback" not in r.output
     r = runner.invoke(app, ["segment", str(tmp_path / "empty"), "--weights", str(tiny_weights), "--thresholds", "0.5,0.5"])
     assert r.exit_code == 1 and "region thresholds must be three numbers" in r.output and "Traceback" not in r.output
+    r = runner.invoke(app, ["segment", str(tmp_path / "empty"), "--weights", str(tiny_weights), "--et-modalities", "T2"])
+    assert r.exit_code == 1 and "must include T1c" in r.output and "Traceback" not in r.output
 
 
 def test_small_et_relabelling_is_reported_and_keeps_tumour_core(phantom_dir, tiny_weights, tmp_path):

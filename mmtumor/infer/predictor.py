@@ -50,6 +50,8 @@ class SegmentOptions:
     amp: bool = True
     # region probability thresholds (WT, TC, ET); None: the weights' own (metadata region_thresholds), else 0.5 each
     thresholds: tuple[float, float, float] | None = None
+    # modalities enhancing tumour is predicted from when T1c is present ("T1c,FLAIR", "all"); None: the weights' own
+    et_modalities: str | None = None
 
     def applied(self) -> SegmentOptions:
         """The options as inference uses them: ``fast`` means 25 % overlap and no TTA (the report shows these)."""
@@ -100,6 +102,15 @@ class Predictor:
                   "the weights' metadata" if self.meta.get("region_thresholds") else "default (0.5)")
         return {"WT": wt, "TC": tc, "ET": et, "source": source,
                 "note": str(self.meta.get("region_thresholds_source") or "") if source == "the weights' metadata" else ""}
+
+    @property
+    def et_modalities_info(self) -> dict:
+        """Which modalities enhancing tumour is predicted from when T1c is present, and why (report.json)."""
+        chosen = self.settings.et_modalities
+        source = ("--et-modalities" if self.options.et_modalities is not None else
+                  "the weights' metadata" if self.meta.get("et_modalities") else "default (all present)")
+        return {"modalities": "all present" if chosen is None else [MODALITIES[i].value for i in chosen],
+                "source": source}
 
     def predict(self, pre: PreprocessResult) -> Prediction:
         """The inference core on a preprocessed case (the step ``benchmark`` shares)."""
@@ -229,6 +240,7 @@ class Predictor:
             "volumes_ml": volumes,
             "postprocessing": pred.postprocessing,
             "region_thresholds": self.thresholds_info,
+            "et_modalities": self.et_modalities_info,
             "timings_s": timings,
             "warnings": [*patient.warnings, *pre.warnings, *pred.warnings],
             "outputs": outputs,
@@ -247,7 +259,8 @@ def inference_settings(meta: dict, options: SegmentOptions) -> InferenceSettings
     opts = options.applied()
     return InferenceSettings.for_model(meta, overlap=opts.overlap, sw_batch=opts.sw_batch, tta=opts.tta, amp=opts.amp,
                                        min_component_fraction=opts.min_component_fraction,
-                                       min_et_voxels=opts.min_et_voxels, region_thresholds=opts.thresholds)
+                                       min_et_voxels=opts.min_et_voxels, region_thresholds=opts.thresholds,
+                                       et_modalities=opts.et_modalities)
 
 
 class _Clock:

@@ -14,7 +14,9 @@ def render_card(meta: dict) -> str:
             ("Modalities trained", ", ".join(meta.get("modalities") or [])), ("Patch size", meta.get("patch_size")),
             ("Normalisation", meta.get("normalization")), ("Outputs", f"{', '.join(meta.get('label_regions') or [])} ({meta.get('output')})"),
             ("Label scheme written", meta.get("label_scheme")),
-            ("Region thresholds (WT / TC / ET)", _thresholds(meta)), ("Training data", meta.get("training_data")),
+            ("Region thresholds (WT / TC / ET)", _thresholds(meta)),
+            ("Enhancing tumour predicted from (with T1c)", "+".join(meta.get("et_modalities") or []) or "all given scans"),
+            ("Training data", meta.get("training_data")),
             ("mmtumor version", meta.get("mmtumor_version")), ("Created", meta.get("created"))]
     lines += ["| Field | Value |", "|---|---|"] + [f"| {k} | {v if v not in (None, '') else '–'} |" for k, v in rows] + [""]
     training = meta.get("training") or {}
