@@ -143,6 +143,8 @@ def test_enhancing_tumour_can_come_from_fewer_modalities_and_only_it_changes():
     for bad in ("T2,FLAIR", "T1c,PD"):
         with pytest.raises(InputError):
             parse_et_modalities(bad)
+    with pytest.raises(InputError, match="channels must be 0-3"):
+        parse_et_modalities([1, 7])
     assert et_channels([True] * 4, (1, 3)) == [False, True, False, True]
     assert et_channels([True, False, True, True], (1, 3)) is None  # no T1c: no enhancement to see, no second pass
     assert et_channels([False, True, False, True], (1, 3)) is None  # already T1c + FLAIR

@@ -79,7 +79,9 @@ def parse_et_modalities(value) -> tuple[int, ...] | None:
         return None
     items = value.replace(",", " ").split() if isinstance(value, str) else list(value)
     channels = sorted({int(v) if isinstance(v, int) else parse_modality(str(v)).index for v in items})
-    if Modality.T1C.index not in channels or not all(0 <= c < len(MODALITIES) for c in channels):
+    if not all(0 <= c < len(MODALITIES) for c in channels):
+        raise InputError(f"enhancing-tumour modality channels must be 0-{len(MODALITIES) - 1}, not {value!r}")
+    if Modality.T1C.index not in channels:
         raise InputError(f"the enhancing-tumour modalities must include T1c (e.g. T1c,FLAIR or all), not {value!r}")
     return None if len(channels) == len(MODALITIES) else tuple(channels)
 
@@ -108,16 +110,17 @@ def normalise(image: np.ndarray, present: Sequence[bool], brain_mask: np.ndarray
 
 
 def region_probabilities(model, image: np.ndarray, present: Sequence[bool], spacing: Sequence[float],
-                         brain_mask: np.ndarray, settings: InferenceSettings, device) -> tuple[np.ndarray, str | None]:
-    """Probabilities [3, ...] on the working grid, zero outside the brain, from a normalised image; and a note when
-    the model worked at its own voxel size (e.g. 2 mm CPU models: resample in, predict, resample back)."""
+                         brain_mask: np.ndarray, settings: InferenceSettings, device) -> tuple[np.ndarray, list[str]]:
+    """Probabilities [3, ...] on the working grid, zero outside the brain, from a normalised image; and notes when
+    the model worked at its own voxel size (e.g. 2 mm CPU models: resample in, predict, resample back) or took
+    enhancing tumour from fewer modalities (``et_modalities``)."""
     from .sliding import sliding_window_regions
 
-    model_input, note = image, None
+    model_input, notes = image, []
     if settings.model_spacing and not np.allclose(spacing, settings.model_spacing, rtol=0.02):
         model_input = resample_to_spacing(image, spacing, settings.model_spacing, order=1)
-        note = (f"model grid: {settings.model_spacing:g} mm ({'x'.join(map(str, model_input.shape[1:]))}), "
-                f"probabilities resampled back to the {'x'.join(map(str, image.shape[1:]))} working grid")
+        notes.append(f"model grid: {settings.model_spacing:g} mm ({'x'.join(map(str, model_input.shape[1:]))}), "
+                     f"probabilities resampled back to the {'x'.join(map(str, image.shape[1:]))} working grid")
 
     def window(volume: np.ndarray, channels: list[bool]) -> np.ndarray:
         return sliding_window_regions(model, volume, channels, settings.patch, overlap=settings.overlap,
@@ -127,9 +130,12 @@ def region_probabilities(model, image: np.ndarray, present: Sequence[bool], spac
     et_from = et_channels(present, settings.et_modalities)
     if et_from is not None:  # a second pass on fewer modalities (the others absent), for enhancing tumour only
         probs[2] = window(model_input, et_from)[2]
+        names = "+".join(m.value for m, used in zip(MODALITIES, et_from, strict=True) if used)
+        notes.append(f"enhancing tumour predicted from {names} only (the model's et_modalities: fusing T1 or T2 "
+                     "dilutes T1c there; --et-modalities all uses every given scan)")
     if probs.shape[1:] != image.shape[1:]:
         probs = resize(probs, image.shape[1:], order=1)
-    return probs * brain_mask[None], note
+    return probs * brain_mask[None], notes
 
 
 def labels_without_islands(probs: np.ndarray, min_component_fraction: float,
@@ -152,16 +158,11 @@ def predict(model, image: np.ndarray, present: Sequence[bool], spacing: Sequence
     """
     brain_mask = np.asarray(brain_mask, dtype=bool)
     image_in = image if normalised else normalise(image, present, brain_mask)
-    probs, note = region_probabilities(model, image_in, present, spacing, brain_mask, settings, device)
+    probs, notes = region_probabilities(model, image_in, present, spacing, brain_mask, settings, device)
     record = {"island_voxels_removed": 0, "et_voxels_relabelled_ncr": 0}
-    pred = Prediction(labels=np.zeros(0), probabilities=probs, postprocessing=record, notes=[note] if note else [])
+    pred = Prediction(labels=np.zeros(0), probabilities=probs, postprocessing=record, notes=notes)
     labels, record["island_voxels_removed"] = labels_without_islands(probs, settings.min_component_fraction,
                                                                          settings.region_thresholds)
-    et_from = et_channels(present, settings.et_modalities)
-    if et_from is not None:
-        names = "+".join(m.value for m, used in zip(MODALITIES, et_from, strict=True) if used)
-        pred.notes.append(f"enhancing tumour predicted from {names} only (the model's et_modalities: fusing T1 or T2 "
-                          "dilutes T1c there; --et-modalities all uses every given scan)")
     if refined_mask is not None:
         labels = _second_pass(model, image, present, spacing, brain_mask, refined_mask, labels, settings, device, pred,
                               normalised)
