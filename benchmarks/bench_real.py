@@ -63,6 +63,27 @@ def et_line(et_modalities: dict[str, list[str]], names: dict[str, str]) -> str:
             + " from every given scan (docs/segment.md, step 3)")
 
 
+def trained_here(names: list[str], data: Path, split: str, out: Path) -> list[tuple[str, dict, int]]:
+    """The models among ``names`` that trained on some of the split's cases (a refit on every case), with their
+    metadata: benchmark would refuse them, and their figures here would not be validation."""
+    from mmtumor.benchmark import select_cases
+    from mmtumor.weights import resolve
+    from mmtumor.weights.provenance import label_fingerprint, seen_cases
+
+    cases = select_cases(data, split, out, str(data / "splits.json"))
+    fingerprints = {c.case_id: label_fingerprint(c.label) for c in cases if c.label is not None}
+    metas = {name: resolve(name).meta for name in names}
+    seen = {name: len(seen_cases(meta, fingerprints)) for name, meta in metas.items()}
+    return [(name, metas[name], n) for name, n in seen.items() if n]
+
+
+def left_out_line(name: str, meta: dict, n_seen: int, n_cases: int) -> str:
+    stand_in = meta.get("validated_as")
+    return (f"- not scored here: {name}, trained on {n_seen} of these {n_cases} cases (a refit on every case once its "
+            "recipe was fixed)" + (f"; the row {stand_in} is the same recipe trained without them, and stands for it"
+                                   if stand_in else ""))
+
+
 def main() -> None:
     import torch
 
@@ -85,6 +106,8 @@ def main() -> None:
         sys.exit(f"real training data not found: {args.data}")
     torch.set_num_threads(args.threads)
     weights = args.weights or [m.name for m in list_models() if m.source == "bundled"]
+    left_out = [] if args.weights else trained_here(weights, args.data, args.split, args.out)
+    weights = [w for w in weights if w not in {name for name, _, _ in left_out}]
     result = api.benchmark(args.data, weights=weights, split=args.split, split_file=args.data / "splits.json",
                            device="cpu", max_cases=args.max_cases, reference=PAPER if PAPER.is_file() else None,
                            output=args.out,
@@ -115,6 +138,7 @@ def main() -> None:
         "(other patients, 3D nnU-Net-size models trained on 219 cases): a reference, not a like-for-like comparison.",
         threshold_line(result.meta.get("region_thresholds") or {}, names),
         et_line(result.meta.get("et_modalities") or {}, names),
+        *[left_out_line(name, meta, n_seen, n_cases) for name, meta, n_seen in left_out],
         "",
         models_table(shown),
         "",

@@ -430,7 +430,8 @@ def benchmark(data_dir: Path | str | None = None, *, weights: list[str] | None =
               subsets: str = "all", tta: bool = False, speed: bool = False, device: str = "auto",
               max_cases: int | None = None, min_et_voxels: int | None = None, min_component_fraction: float = 0.2,
               thresholds=None, et_modalities: str | None = None, reference: Path | str | None = None,
-              output: Path | str = "mmtumor-benchmark", progress=None) -> BenchmarkResult:
+              allow_training_cases: bool = False, output: Path | str = "mmtumor-benchmark",
+              progress=None) -> BenchmarkResult:
     """``mmtumor benchmark``, flag for flag: the 15-subset report. With no data folder, held-out phantoms are
     generated (into ``output``/phantoms); with no weights, every bundled model (optionally only those of ``methods``,
     a list or a comma list) is benchmarked. ``progress(description, n, total)`` reports progress."""
@@ -443,6 +444,7 @@ def benchmark(data_dir: Path | str | None = None, *, weights: list[str] | None =
                             min_et_voxels=DEFAULT_MIN_ET_VOXELS if min_et_voxels is None else min_et_voxels,
                             min_component_fraction=min_component_fraction, thresholds=thresholds,
                             et_modalities=et_modalities, reference=str(reference) if reference else None,
+                            allow_training_cases=allow_training_cases,
                             split_file=str(split_file) if split_file else None)
     if isinstance(methods, str):
         methods = [m.strip() for m in methods.split(",") if m.strip()]

@@ -45,6 +45,7 @@ class BenchmarkOptions:
     max_cases: int | None = None
     thresholds: tuple[float, float, float] | None = None  # region probability thresholds; None: each model's own
     et_modalities: str | None = None  # modalities ET comes from when T1c is present ("T1c,FLAIR", "all"); None: own
+    allow_training_cases: bool = False  # score a model on cases its metadata says it trained on (its fit, not validation)
     split_file: str | None = None  # fixed split (JSON, io.dataset.read_split_file) instead of the seeded manifest
     reference: str | None = None  # CSV of published Dice (method,subset,region,dice %), see report.load_reference_csv
 
@@ -170,6 +171,7 @@ def run_benchmark(data_dir: Path | str, weights: Sequence[str | None], report_di
     from .report import load_reference_csv, write_report
     from .device import pick_device
     from .weights import load_model, resolve
+    from .weights.provenance import label_fingerprint, seen_cases
 
     opts = options or BenchmarkOptions()
     data_dir, report_dir = Path(data_dir), Path(report_dir)
@@ -193,8 +195,20 @@ def run_benchmark(data_dir: Path | str, weights: Sequence[str | None], report_di
     failures: list[dict] = []
     speed: list[dict] = []
     entries: list[_Entry] = []
+    fingerprints: dict[str, str] | None = None  # label fingerprints of the cases, made once if a model has any
+    seen_by: dict[str, int] = {}
     for spec in weights:
         rw = resolve(spec)
+        if rw.meta.get("training_cases"):
+            if fingerprints is None:
+                fingerprints = {c.case_id: label_fingerprint(c.label) for c in all_cases if c.label is not None}
+            seen = seen_cases(rw.meta, fingerprints)
+            if seen and not opts.allow_training_cases:
+                raise InputError(f"{rw.name} was trained on {len(seen)} of these {len(all_cases)} cases "
+                                 f"({', '.join(seen[:3])}{', ...' if len(seen) > 3 else ''}): its scores would not be "
+                                 "validation; choose cases it never saw, or pass --allow-training-cases to measure its fit")
+            if seen:
+                seen_by[rw.name] = len(seen)
         model, meta = load_model(rw, device=str(device))
         sha = next(iter(rw.files.values()), None) if rw.files else None
         settings = settings_for(meta, opts)
@@ -282,6 +296,7 @@ def run_benchmark(data_dir: Path | str, weights: Sequence[str | None], report_di
                 "min_et_voxels": opts.min_et_voxels,
                 "region_thresholds": thresholds,
                 "et_modalities": et_from,
+                "trained_on_cases": seen_by,
                 "torch": torch.__version__, "python": platform.python_version(),
                 "platform": platform.platform(), "failures": len(failures), "dataset": _dataset_name(cases)}
     files = write_report(records, report_dir, speed or None, meta_out, reference=reference)

@@ -322,6 +322,9 @@ def benchmark(
     reference: Optional[Path] = typer.Option(None, "--reference", help="Published Dice to show beside ours: CSV with "
                                              "method,subset,region,dice (in %), e.g. the A2FSeg paper's Table 1. Columns "
                                              "on BraTS 2020 data, a separate not-comparable table otherwise."),
+    allow_training_cases: bool = typer.Option(False, "--allow-training-cases", help="Score a model on cases its "
+                                              "metadata says it trained on (its fit, not validation; the report "
+                                              "says how many). Default: a one-line error."),
     output: Path = typer.Option(Path("mmtumor-benchmark"), "-o", "--output", help="Report folder."),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="No progress bar."),
 ) -> None:
@@ -341,8 +344,8 @@ def benchmark(
         result = api.benchmark(data_dir, weights=weights, methods=methods, split=split, split_file=split_file,
                                subsets=subsets, tta=tta, speed=speed, device=device, max_cases=max_cases,
                                min_et_voxels=min_et_voxels, min_component_fraction=min_component_fraction,
-                               thresholds=thresholds, et_modalities=et_modalities, reference=reference, output=output,
-                               progress=progress)
+                               thresholds=thresholds, et_modalities=et_modalities, reference=reference,
+                               allow_training_cases=allow_training_cases, output=output, progress=progress)
     if result.rank != 0:  # torchrun: only rank 0 reports
         return
     out.print(rich_table(result.dice_table(), title="Dice (mean over cases)"))

@@ -239,3 +239,41 @@ def test_inference_tag_separates_prediction_options_and_keeps_default_keys():
             inference_tag(BenchmarkOptions(min_et_voxels=0)), inference_tag(BenchmarkOptions(tta=True, overlap=0.25)),
             inference_tag(BenchmarkOptions()), inference_tag(BenchmarkOptions(min_component_fraction=0.5))}
     assert len(tags) == 6 and "" not in tags
+
+
+def test_a_model_is_not_scored_on_its_own_training_cases(setup, tmp_path):
+    """Export records fingerprints of the training labels; benchmark refuses those cases (one line, exit 1), also
+    copied under another name, unless told that it measures the fit; cases the model never saw pass."""
+    import shutil
+
+    from mmtumor.io.dataset import load_or_create_manifest
+    from mmtumor.weights import export_run, resolve
+
+    root, _ = setup
+    run = tmp_path / "run"
+    shutil.copytree(root / "unet", run)
+    (tmp_path / "split.json").write_text(json.dumps({"val": []}))  # every case trains
+    load_or_create_manifest(root / "data", run / "manifest.json", split_file=tmp_path / "split.json")
+    rw = export_run(run, tmp_path / "w", "seen-unet")
+    assert sorted(rw.meta["training_cases"]) == sorted(p.name for p in (root / "data").iterdir())
+    assert all(len(fp) == 16 for fp in rw.meta["training_cases"].values())
+    assert "Training cases recorded | 3 (" in (tmp_path / "w" / "seen-unet.md").read_text()
+    renamed = tmp_path / "renamed"
+    first = sorted((root / "data").iterdir())[0]
+    shutil.copytree(first, renamed / "Other_001")
+    for f in sorted((renamed / "Other_001").iterdir()):
+        f.rename(f.with_name(f.name.replace(first.name, "Other_001")))
+    base = ["--weights", str(rw.weights_path), "--split", "all", "--subsets", "0101", "--device", "cpu", "-q"]
+    for data in (root / "data", renamed):
+        r = runner.invoke(app, ["benchmark", str(data), *base, "-o", str(tmp_path / "refused")])
+        assert r.exit_code == 1 and "seen-unet was trained on" in r.output and "Traceback" not in r.output, r.output
+        assert len(r.output.strip().splitlines()) == 1
+    r = runner.invoke(app, ["benchmark", str(root / "data"), *base, "-o", str(tmp_path / "fit"), "--allow-training-cases"])
+    assert r.exit_code == 0, r.output
+    assert json.loads((tmp_path / "fit" / "report.json").read_text())["meta"]["trained_on_cases"] == {"seen-unet": 3}
+    unseen = tmp_path / "unseen"
+    small_brain_case(unseen, 7)
+    r = runner.invoke(app, ["benchmark", str(unseen), *base, "-o", str(tmp_path / "new")])
+    assert r.exit_code == 0, r.output
+    assert json.loads((tmp_path / "new" / "report.json").read_text())["meta"]["trained_on_cases"] == {}
+    assert "training_cases" not in resolve(str(setup[1]["unet"])).meta  # a bare checkpoint records nothing

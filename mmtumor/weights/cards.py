@@ -18,6 +18,8 @@ def render_card(meta: dict) -> str:
             ("Enhancing tumour predicted from (with T1c)", "+".join(meta.get("et_modalities") or []) or "all given scans"),
             ("Training data", meta.get("training_data")),
             ("mmtumor version", meta.get("mmtumor_version")), ("Created", meta.get("created"))]
+    if meta.get("training_cases"):  # only weights exported from a run folder know their training cases
+        rows.insert(-2, ("Training cases recorded", _trained(meta)))
     lines += ["| Field | Value |", "|---|---|"] + [f"| {k} | {v if v not in (None, '') else '–'} |" for k, v in rows] + [""]
     training = meta.get("training") or {}
     if training:
@@ -43,6 +45,11 @@ def render_card(meta: dict) -> str:
     lines += ["## Limitations", "", "Trained on synthetic phantoms unless stated above; accuracy on real scans can be much",
               "lower than on phantoms. Always review the segmentation.", ""]
     return "\n".join(lines)
+
+
+def _trained(meta: dict) -> str:
+    return (f"{len(meta['training_cases'])} (label fingerprints in the metadata: `mmtumor benchmark` refuses to "
+            "score the model on them)")
 
 
 def _thresholds(meta: dict) -> str:

@@ -14,6 +14,7 @@ from .cards import render_card, summary
 from .loading import load_state
 from .locations import FORMAT, INTENDED_USE, MANIFEST, NAME_RE, REGIONS, REPO_WEIGHTS
 from .manifest import ResolvedWeights, from_folder, pick_entry, read_manifest, sha256_file
+from .provenance import training_cases_of_run
 
 
 _CKPT_NAMES = ("best.pt", "model_best.pt", "checkpoint_best.pt", "last.pt", "checkpoint_last.pt", "checkpoint.pt")
@@ -146,6 +147,9 @@ def export_run(run_dir: Path | str, out_dir: Path | str, name: str | None = None
     model = build_model(method, config=config)
     load_state(model, tensors, str(ckpt))  # refuse exports that could never be loaded
     extra = _meta_from_checkpoint(ck, ckpt)
+    seen = training_cases_of_run(ckpt.parent)  # lets benchmark refuse to score the model on its own training cases
+    if seen:
+        extra["training_cases"] = seen
     extra.update(meta or {})
     full = _base_meta(name, method, jsonable(dataclasses.asdict(config)), extra)
     return write_model(Path(out_dir), name, tensors, full, default=default)
