@@ -87,7 +87,7 @@ def main() -> None:
         for key, d in scores_for(pred.labels, pre, truth).items():
             per.setdefault(key, {}).setdefault(code, []).append(d)
 
-    cases = predict_val_cases(args, model, settings, score)
+    cases = predict_val_cases(args, rw, model, settings, score)
     table = {}
     for key, by_subset in per.items():
         subset_means = np.array([np.mean(v, axis=0) for v in by_subset.values()])  # [15, 3]

@@ -68,10 +68,9 @@ def trained_here(names: list[str], data: Path, split: str, out: Path) -> list[tu
     metadata: benchmark would refuse them, and their figures here would not be validation."""
     from mmtumor.benchmark import select_cases
     from mmtumor.weights import resolve
-    from mmtumor.weights.provenance import label_fingerprint, seen_cases
+    from mmtumor.weights.provenance import case_fingerprints, seen_cases
 
-    cases = select_cases(data, split, out, str(data / "splits.json"))
-    fingerprints = {c.case_id: label_fingerprint(c.label) for c in cases if c.label is not None}
+    fingerprints = case_fingerprints(select_cases(data, split, out, str(data / "splits.json")))
     metas = {name: resolve(name).meta for name in names}
     seen = {name: len(seen_cases(meta, fingerprints)) for name, meta in metas.items()}
     return [(name, metas[name], n) for name, n in seen.items() if n]

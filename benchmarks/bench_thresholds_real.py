@@ -107,7 +107,7 @@ def leave_one_case_out(per, cases: list[str]) -> tuple[np.ndarray, np.ndarray, l
     return cv, table_of(per, cases)[NEUTRAL], chosen
 
 
-def sweep(args, model, meta) -> tuple[dict, list[str]]:
+def sweep(args, rw, model, meta) -> tuple[dict, list[str]]:
     """Predict every (val case, subset) once and score every triple: {triple: {subset code: {case id: [WT, TC, ET]}}}."""
     from mmtumor.infer.core import InferenceSettings
 
@@ -121,7 +121,7 @@ def sweep(args, model, meta) -> tuple[dict, list[str]]:
                                rules.min_et_voxels).items():
             per.setdefault(t, {}).setdefault(code, {})[case_id] = d
 
-    return per, predict_val_cases(args, model, settings, score)
+    return per, predict_val_cases(args, rw, model, settings, score)
 
 
 def _loco_line(loco, ids: list[str], trio) -> str:
@@ -221,7 +221,7 @@ def main() -> None:
     else:
         model, meta = load_model(rw, device="cpu")
         args.work.mkdir(parents=True, exist_ok=True)
-        per, ids = sweep(args, model, meta)
+        per, ids = sweep(args, rw, model, meta)
         run_line = f"CPU, {args.threads} torch threads; {(time.perf_counter() - t0) / 60:.0f} min"
         saved.write_text(json.dumps({"cases": ids, "run": run_line,
                                      "per": {"|".join(map(str, t)): v for t, v in per.items()}}))

@@ -63,16 +63,19 @@ def real_val_parser(description: str, data: Path, work: Path):
     return ap
 
 
-def predict_val_cases(args, model, settings, on_prediction) -> list[str]:
+def predict_val_cases(args, rw, model, settings, on_prediction) -> list[str]:
     """Predict every (case, modality subset) of ``args.split`` once through the benchmark's path (``segment``'s
     preprocessing and inference core with ``settings``) and hand each to ``on_prediction(case_id, subset_code,
-    prediction, preprocessed, truth)``; returns the case ids. The sweep both post-processing pages share."""
+    prediction, preprocessed, truth)``; returns the case ids. The sweep both post-processing pages share. Like
+    ``benchmark``, it refuses weights ``rw`` that trained on these cases: they cannot choose its settings."""
     from mmtumor.benchmark import prepare_subset, select_cases
     from mmtumor.infer.core import predict_case
     from mmtumor.io.dataset import load_case
     from mmtumor.modalities import SUBSETS
+    from mmtumor.weights.provenance import case_fingerprints, check_unseen
 
     cases = select_cases(args.data, args.split, args.work, str(args.data / "splits.json"))[: args.max_cases]
+    check_unseen(rw.name, rw.meta, case_fingerprints(cases))
     for ci, case in enumerate(cases):
         loaded = load_case(case)
         for subset in SUBSETS:

@@ -171,7 +171,7 @@ def run_benchmark(data_dir: Path | str, weights: Sequence[str | None], report_di
     from .report import load_reference_csv, write_report
     from .device import pick_device
     from .weights import load_model, resolve
-    from .weights.provenance import label_fingerprint, seen_cases
+    from .weights.provenance import case_fingerprints, check_unseen
 
     opts = options or BenchmarkOptions()
     data_dir, report_dir = Path(data_dir), Path(report_dir)
@@ -200,15 +200,10 @@ def run_benchmark(data_dir: Path | str, weights: Sequence[str | None], report_di
     for spec in weights:
         rw = resolve(spec)
         if rw.meta.get("training_cases"):
-            if fingerprints is None:
-                fingerprints = {c.case_id: label_fingerprint(c.label) for c in all_cases if c.label is not None}
-            seen = seen_cases(rw.meta, fingerprints)
-            if seen and not opts.allow_training_cases:
-                raise InputError(f"{rw.name} was trained on {len(seen)} of these {len(all_cases)} cases "
-                                 f"({', '.join(seen[:3])}{', ...' if len(seen) > 3 else ''}): its scores would not be "
-                                 "validation; choose cases it never saw, or pass --allow-training-cases to measure its fit")
+            fingerprints = case_fingerprints(all_cases) if fingerprints is None else fingerprints
+            seen = check_unseen(rw.name, rw.meta, fingerprints, opts.allow_training_cases)
             if seen:
-                seen_by[rw.name] = len(seen)
+                seen_by[rw.name] = seen
         model, meta = load_model(rw, device=str(device))
         sha = next(iter(rw.files.values()), None) if rw.files else None
         settings = settings_for(meta, opts)

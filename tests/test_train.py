@@ -368,3 +368,13 @@ def test_mixed_data_gives_its_share_of_patches_and_never_validates(phantoms, tmp
         r = CliRunner().invoke(app, ["train", str(phantoms), "-o", str(tmp_path / "bad"), *bad, *common])
         assert r.exit_code == 1 and message in r.output and "Traceback" not in r.output, r.output
         assert not (tmp_path / "bad").exists()
+
+
+def test_stop_after_pauses_a_time_limited_run_without_ending_its_schedule(phantoms, tmp_path):
+    """--stop-after is a pause (continue with --resume): under a generous --time-limit the learning rate of the
+    epochs run follows the poly schedule of all --epochs, not one that ends at the stop."""
+    torch.set_num_threads(1)
+    cfg = _cfg(phantoms, tmp_path / "s", epochs=6, stop_after=2, time_limit=1000)
+    res = Trainer(cfg, quiet=True).fit()
+    assert [r["epoch"] for r in res.history] == [1, 2]
+    assert res.history[1]["lr"] == pytest.approx(poly_lr(cfg.lr, 1, 6, cfg.poly_power))

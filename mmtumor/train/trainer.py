@@ -324,10 +324,11 @@ class Trainer:
                 while epoch <= last_epoch:
                     record = self._train_epoch(epoch, ddp_model, model, optimizer, scaler, stream, progress, task, schedule_end)
                     if cfg.time_limit:
-                        fit_last = self._sync_int(last_epoch_within(cfg.time_limit * 60, time.perf_counter() - t_loop,
-                                                                    start_epoch, epoch, last_epoch))
-                        if fit_last < cfg.epochs:
-                            schedule_end = fit_last
+                        # the budget, not --stop-after, ends the schedule: a run stopped early to be resumed keeps
+                        # the learning rate of the whole budget
+                        schedule_end = self._sync_int(last_epoch_within(cfg.time_limit * 60, time.perf_counter() - t_loop,
+                                                                        start_epoch, epoch, schedule_end))
+                        fit_last = min(last_epoch, schedule_end)
                         if fit_last != last_epoch and progress:
                             progress.update(task, total=(fit_last - start_epoch + 1) * cfg.iters_per_epoch)
                         last_epoch = fit_last

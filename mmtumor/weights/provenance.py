@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from ..errors import InputError
 from .manifest import sha256_file
 
 #: hex digits kept of each label file's SHA-256 (64 bits: no accidental collision among any plausible set of cases)
@@ -45,3 +46,20 @@ def seen_cases(meta: dict, fingerprints: dict[str, str]) -> list[str]:
     trained on."""
     trained = set((meta.get("training_cases") or {}).values())
     return sorted(cid for cid, fp in fingerprints.items() if fp in trained)
+
+
+def check_unseen(name: str, meta: dict, fingerprints: dict[str, str], allow: bool = False) -> int:
+    """How many of the cases (``fingerprints``) the model trained on; a one-line InputError if any and not ``allow``:
+    its scores there would be a fit, not a validation."""
+    seen = seen_cases(meta, fingerprints)
+    if seen and not allow:
+        more = ", ..." if len(seen) > 3 else ""
+        raise InputError(f"{name} was trained on {len(seen)} of these {len(fingerprints)} cases "
+                         f"({', '.join(seen[:3])}{more}): its scores would not be validation; choose cases it never "
+                         "saw, or pass --allow-training-cases to measure its fit")
+    return len(seen)
+
+
+def case_fingerprints(cases) -> dict[str, str]:
+    """Case id -> label fingerprint of every labelled case (``io.dataset.Case`` objects)."""
+    return {c.case_id: label_fingerprint(c.label) for c in cases if c.label is not None}
