@@ -214,36 +214,6 @@ def keep_phantom(args) -> None:
     print("kept weights/a2fseg-phantom-cpu")
 
 
-def keep_split(args) -> None:
-    """Before a refit on all cases replaces a bundled model, keep the split model under another name: it stands for
-    the refit in every `val` table (the refit has seen those cases). Its training cases are recorded from its run."""
-    from safetensors.torch import load_file
-
-    from mmtumor.weights import resolve
-    from mmtumor.weights.export import write_model
-    from mmtumor.weights.provenance import training_cases_of_run
-
-    rw = resolve(args.name)
-    if rw.meta.get("validated_as"):
-        sys.exit(f"weights/{args.name} is already a refit (validated as {rw.meta['validated_as']}); nothing to keep")
-    seen = training_cases_of_run(Path(args.run))
-    if not seen or len(seen) != 28:
-        sys.exit(f"{args.run}/manifest.json does not list the 28 'train' cases (found {len(seen or {})})")
-    meta = dict(rw.meta, name=args.new, training_cases=seen,
-                description=f"{args.name}'s recipe trained on the 28 'train' cases only, kept unchanged when "
-                            f"{args.name} was refit on all 36: its `val` figures stand for the refit's. "
-                            + rw.meta.get("description", ""))
-    write_model(WEIGHTS, args.new, load_file(str(rw.weights_path)), meta)
-    print(f"kept weights/{args.new} ({len(seen)} training cases recorded)")
-
-
-def refit_training_data(split_model: str) -> str:
-    return ("real: all 36 cases of ../shared/data/real-train (BraTS 2018/2019/2021 training cases with expert labels: "
-            f"the 28 'train' and the 8 'val' cases of splits.json), trained with the recipe of {split_model} (from "
-            "the phantom-trained weights, by fixed epochs; no case chose a checkpoint), plus the phantoms that "
-            f"recipe mixes in; its `val` figures are {split_model}'s. Cite: " + CITATION)
-
-
 def val_dice(report_dir: Path, model: str) -> dict[str, dict[str, float]]:
     """Mean Dice over cases per subset and region, from a benchmark sweep's per_case.csv."""
     acc: dict[tuple[str, str], list[float]] = defaultdict(list)
@@ -267,20 +237,16 @@ def keep_phantom_figures(args) -> None:
     print(f"weights/{args.name}: phantom figures from {args.source}")
 
 
-def val_source(cases: int, validated_as: str | None, chosen: str) -> str:
-    """The card's words for where its `val` table comes from; a refit on all cases shows its split model's table."""
-    where = (f"{cases} real validation cases (splits.json 'val'), mean over cases, post-processed as segment does; "
-             f"these cases chose {chosen}")
-    if validated_as:
-        return (f"measured on {validated_as}, the same recipe trained on the 28 'train' cases only, which this refit "
-                f"on all 36 replaces: {where}")
-    return where
+def val_source(cases: int, chosen: str) -> str:
+    """The card's words for where its `val` table comes from."""
+    return (f"{cases} real validation cases (splits.json 'val'), mean over cases, post-processed as segment does; "
+            f"these cases chose {chosen}")
 
 
 def ship(args) -> None:
     from mmtumor.weights import export_run, resolve
 
-    bench_name = args.validated_as or args.bench_name or args.name
+    bench_name = args.bench_name or args.name
     table = val_dice(Path(args.report), bench_name)
     if len(table) != 15:
         sys.exit(f"{args.report} holds {len(table)} subsets for {bench_name}, not 15")
@@ -289,18 +255,14 @@ def ship(args) -> None:
         "training_data": training_data(args.name, args.start),
         "description": args.description,
         "metrics": {"expected_dice": table,
-                    "expected_dice_source": val_source(cases, args.validated_as, "the checkpoint"),
+                    "expected_dice_source": val_source(cases, "the checkpoint"),
                     "real": {}},
     }
-    if args.validated_as:
-        meta["validated_as"] = args.validated_as
     previous = resolve(args.name).meta if (WEIGHTS / f"{args.name}.json").exists() else {}
     same_kind = str(previous.get("training_data", "")).startswith("real:")  # a phantom model's rows are not ours
     meta["metrics"]["real"] = dict((previous.get("metrics") or {}).get("real") or {}) if same_kind else {}
     meta["metrics"]["phantom"] = phantom_figures(previous)
-    if args.validated_as:
-        meta["training_data"] = refit_training_data(args.validated_as)
-    elif same_kind:  # a later stage: the card names the start of the whole chain, not the stage before
+    if same_kind:  # a later stage: the card names the start of the whole chain, not the stage before
         meta["training_data"] = previous["training_data"]
     if args.data_note:  # data a stage added beside the real cases (e.g. phantoms mixed into the batches)
         meta["training_data"] = f"{meta['training_data']}; {args.data_note}"
@@ -319,7 +281,7 @@ def set_thresholds(args) -> None:
     chosen = [float(args.wt), float(args.tc), float(args.et)]
     et_from = [m.strip() for m in args.et_modalities.split(",")] if args.et_modalities else None
     report = json.loads((Path(args.report) / "report.json").read_text())["meta"]
-    bench_name = args.bench_name or resolve(args.name).meta.get("validated_as") or args.name
+    bench_name = args.bench_name or args.name
     used = (report.get("region_thresholds") or {}).get(bench_name)
     if used != chosen:
         sys.exit(f"{args.report} was swept with thresholds {used} for {bench_name}, not {chosen}")
@@ -331,8 +293,7 @@ def set_thresholds(args) -> None:
     if len(table) != 15:
         sys.exit(f"{args.report} holds {len(table)} subsets for {bench_name}, not 15")
     metrics = dict(resolve(args.name).meta.get("metrics") or {}, expected_dice=table)
-    metrics["expected_dice_source"] = val_source(report["cases"], resolve(args.name).meta.get("validated_as"),
-                                                 "the checkpoint and the region thresholds"
+    metrics["expected_dice_source"] = val_source(report["cases"], "the checkpoint and the region thresholds"
                                                  + (" and the enhancing-tumour modalities" if et_from else ""))
     if tuple(chosen) == NEUTRAL_THRESHOLDS:
         metrics["expected_dice_source"] = metrics["expected_dice_source"].replace(" the region thresholds and", "")
@@ -350,10 +311,6 @@ def main() -> None:
     t.add_argument("name", nargs="+", choices=sorted(RECIPES), help="one or more recipes, trained one after another")
     t.add_argument("--minutes", type=float, default=95, help="time limit of each run")
     sub.add_parser("keep-phantom")
-    ks = sub.add_parser("keep-split")
-    ks.add_argument("name")
-    ks.add_argument("new")
-    ks.add_argument("--run", required=True, help="the split model's run folder (its manifest lists its train cases)")
     k = sub.add_parser("keep-phantom-figures")
     k.add_argument("name")
     k.add_argument("source")
@@ -368,9 +325,6 @@ def main() -> None:
                    help="what the run was initialised from, where not NAME's own phantom weights (card wording)")
     s.add_argument("--data-note", default=None,
                    help="appended to the card's training-data line: what else this stage trained on")
-    s.add_argument("--validated-as", default=None, metavar="SPLIT_MODEL",
-                   help="a refit on every case: the card's val table is SPLIT_MODEL's (the same recipe without the "
-                        "val cases), read from --report")
     s.add_argument("--real-row", nargs=4, action="append", metavar=("NAME", "WT", "TC", "ET"),
                    help="a real-scan figure measured for this model (e.g. the six BraTS 2013 cases)")
     th = sub.add_parser("thresholds")
@@ -385,7 +339,6 @@ def main() -> None:
                                         "docs/bench-thresholds-real.md", help="how they were chosen (the card's words)")
     args = ap.parse_args()
     {"thresholds": set_thresholds, "train": train, "keep-phantom": keep_phantom, "keep-phantom-figures": keep_phantom_figures,
-     "keep-split": keep_split,
      "ship": ship}[args.cmd](args)
 
 

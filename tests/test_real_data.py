@@ -129,3 +129,27 @@ def test_the_real_training_set_reads_as_stored(real_train, tmp_path):
     loaded = load_case(smallest)
     assert loaded.image.ndim == 4 and loaded.present.all() and np.allclose(np.abs(np.diag(loaded.affine))[:3], 1)
     assert set(np.unique(loaded.label)) <= {0, 1, 2, 4} and (loaded.label > 0).sum() > 1000
+
+
+def test_bundled_models_record_their_real_training_cases(real_train, tmp_path):
+    """Every real-trained bundled model records the fingerprints of the 28 `train` labels it trained on, never a
+    `val` case, so bench_real leaves none of them out and `benchmark` refuses them on `--split train`."""
+    import sys
+
+    from mmtumor.weights import list_models, resolve
+    from mmtumor.weights.provenance import case_fingerprints
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import bench_real
+
+    labels = case_fingerprints(find_cases(real_train, require_label=True))
+    val = set(json.loads((real_train / "splits.json").read_text())["val"])
+    metas = {m.name: resolve(m.name).meta for m in list_models() if m.source == "bundled"}
+    real = sorted(n for n, m in metas.items() if str(m.get("training_data", "")).startswith("real:"))
+    assert len(real) == 8 and "a2fseg-cpu" in real
+    for name in real:
+        cases = metas[name]["training_cases"]
+        assert len(cases) == 28 and not val & set(cases), name
+        assert all(labels[cid] == fp for cid, fp in cases.items()), name  # the very files of real-train
+    assert bench_real.trained_here(sorted(metas), real_train, "val", tmp_path / "v") == []
+    assert [n for n, _, k in bench_real.trained_here(real, real_train, "train", tmp_path / "t") if k == 28] == real
