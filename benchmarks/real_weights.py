@@ -293,11 +293,10 @@ def set_thresholds(args) -> None:
     if len(table) != 15:
         sys.exit(f"{args.report} holds {len(table)} subsets for {bench_name}, not 15")
     metrics = dict(resolve(args.name).meta.get("metrics") or {}, expected_dice=table)
-    metrics["expected_dice_source"] = val_source(report["cases"], "the checkpoint and the region thresholds"
-                                                 + (" and the enhancing-tumour modalities" if et_from else ""))
-    if tuple(chosen) == NEUTRAL_THRESHOLDS:
-        metrics["expected_dice_source"] = metrics["expected_dice_source"].replace(" the region thresholds and", "")
     neutral = tuple(chosen) == NEUTRAL_THRESHOLDS  # 0.5 each: the model carries none (only its ET modalities)
+    chose = ["the checkpoint", *([] if neutral else ["the region thresholds"]),
+             *(["the enhancing-tumour modalities"] if et_from else [])]
+    metrics["expected_dice_source"] = val_source(report["cases"], " and ".join(chose))
     update_meta(WEIGHTS, args.name, region_thresholds=None if neutral else chosen, metrics=metrics,
                 region_thresholds_source=None if neutral else args.source, et_modalities=et_from)
     print(f"weights/{args.name}: region thresholds {chosen}, ET from {et_from or 'all given scans'}; "

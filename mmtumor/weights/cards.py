@@ -17,9 +17,9 @@ def render_card(meta: dict) -> str:
             ("Region thresholds (WT / TC / ET)", _thresholds(meta)),
             ("Enhancing tumour predicted from (with T1c)", "+".join(meta.get("et_modalities") or []) or "all given scans"),
             ("Training data", meta.get("training_data")),
+            # only weights exported from a run folder know their training cases: no row for the others
+            *([("Training cases recorded", _trained(meta))] if meta.get("training_cases") else []),
             ("mmtumor version", meta.get("mmtumor_version")), ("Created", meta.get("created"))]
-    if meta.get("training_cases"):  # only weights exported from a run folder know their training cases
-        rows.insert(-2, ("Training cases recorded", _trained(meta)))
     lines += ["| Field | Value |", "|---|---|"] + [f"| {k} | {v if v not in (None, '') else '–'} |" for k, v in rows] + [""]
     training = meta.get("training") or {}
     if training:
