@@ -239,6 +239,14 @@ def weights_export(run_dir: Path | str, out_dir: Path | str, name: str | None = 
     return export_run(run_dir, out_dir, name, meta=meta, dtype=dtype, default=default)
 
 
+def weights_ensemble(members: list[str], out_dir: Path | str, name: str, description: str = "",
+                     default: bool = False):
+    """Several exported models -> one ensemble (the mean of their region probabilities) in the weights format."""
+    from .weights import ensemble_weights
+
+    return ensemble_weights(members, out_dir, name, description=description, default=default)
+
+
 def weights_push(folder: Path | str, repo_id: str, revision: str | None = None, message: str | None = None,
                  private: bool = False) -> str:
     """Upload an exported weights folder to a Hugging Face Hub model repository; returns the commit URL."""

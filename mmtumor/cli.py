@@ -461,6 +461,23 @@ def weights_export(
               f"({rw.weights_path.stat().st_size / 1e6:.2f} MB)", highlight=False)
 
 
+@weights_app.command("ensemble")
+@user_errors
+def weights_ensemble(
+    members: list[str] = typer.Argument(..., help="Two or more models: bundled NAMEs, PATHs or hf:// specs."),
+    output: Path = typer.Option(..., "-o", "--output", help="Folder to write NAME.safetensors/.json/.md and manifest.json."),
+    name: str = typer.Option(..., "--name", help="Name of the ensemble."),
+    description: str = typer.Option("", "--description", help="Sentence added to the model card."),
+    default: bool = typer.Option(False, "--default", help="Make this the folder's default model."),
+) -> None:
+    """Combine exported models into one ensemble (the mean of their region probabilities; inference costs the sum)."""
+    from . import api
+
+    rw = api.weights_ensemble(members, output, name, description, default)
+    out.print(f"wrote ensemble {escape(rw.name)} of {len(rw.meta['ensemble'])} models to "
+              f"{escape(str(rw.weights_path.parent))} ({rw.weights_path.stat().st_size / 1e6:.2f} MB)", highlight=False)
+
+
 @weights_app.command("push")
 @user_errors
 def weights_push(

@@ -277,3 +277,17 @@ def test_a_model_is_not_scored_on_its_own_training_cases(setup, tmp_path):
     assert r.exit_code == 0, r.output
     assert json.loads((tmp_path / "new" / "report.json").read_text())["meta"]["trained_on_cases"] == {}
     assert "training_cases" not in resolve(str(setup[1]["unet"])).meta  # a bare checkpoint records nothing
+
+
+def test_an_ensemble_of_two_methods_is_benchmarked_like_any_model(setup, tmp_path):
+    """``weights ensemble`` of the tiny U-Net and HeMIS (one patch, one grid) runs through ``benchmark`` end to end."""
+    root, weights = setup
+    r = runner.invoke(app, ["weights", "ensemble", str(weights["unet"]), str(weights["hemis"]), "-o",
+                            str(tmp_path / "w"), "--name", "duo"])
+    assert r.exit_code == 0, r.output
+    out = tmp_path / "report"
+    r = runner.invoke(app, ["benchmark", str(root / "data"), "--weights", str(tmp_path / "w" / "duo.safetensors"),
+                            "--split", "all", "--subsets", "0101", "--device", "cpu", "-o", str(out), "-q"])
+    assert r.exit_code == 0, r.output
+    rows = (out / "per_case.csv").read_text().splitlines()
+    assert len(rows) == 1 + 3 * 3 and all(row.startswith("duo,") for row in rows[1:])  # header + cases x regions

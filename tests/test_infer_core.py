@@ -167,6 +167,36 @@ def test_enhancing_tumour_can_come_from_fewer_modalities_and_only_it_changes():
     assert not any("enhancing tumour predicted" in n for n in fused.notes)
 
 
+def test_an_ensemble_through_the_core_is_the_mean_of_its_members_predictions():
+    """Everything between the network and the probabilities (window blending, the 2 mm grid and back, the ET second
+    pass, the brain mask) is linear, so averaging inside the network equals averaging the members' predictions."""
+    import torch
+
+    from mmtumor.models.ensemble import Ensemble
+
+    class Net(torch.nn.Module):
+        def __init__(self, blob, shift):
+            super().__init__()
+            self.blob, self.shift = blob, shift
+
+        def forward(self, x, present):
+            return {"logits": self.blob(x, present)["logits"] + self.shift}
+
+    img = _blob_image()
+    img[[0, 2]] = img[[1]]
+    img[1, 14:22, 14:22, 14:22] = 1.9  # a faint core: the members disagree on it
+    brain, present = img[3] > 0, [True, True, True, True]
+    settings = InferenceSettings(patch=(16, 16, 16), model_spacing=2.0, amp=False, min_component_fraction=0.0,
+                                 min_et_voxels=0, et_modalities=(1, 3))
+    members = [Net(_Blob(), 0.0), Net(_DilutedBlob(), 2.0)]
+    each = [predict(m, img, present, (1.0, 1.0, 1.0), brain, settings, normalised=True).probabilities for m in members]
+    both = predict(Ensemble(members), img, present, (1.0, 1.0, 1.0), brain, settings, normalised=True).probabilities
+    assert np.allclose(both, np.mean(each, axis=0), atol=1e-5)
+    assert np.abs(each[0] - each[1]).max() > 0.2  # the members really differ, so the test can fail
+    with pytest.raises(ValueError, match="at least two"):
+        Ensemble(members[:1])
+
+
 def test_the_model_grid_is_used_and_results_come_back_to_the_working_grid():
     img = _blob_image()
     present = [False, True, False, True]

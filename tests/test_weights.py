@@ -369,3 +369,59 @@ def test_a_training_run_given_as_weights_gets_a_clear_error(tmp_path):
             W.resolve(str(spec))
     res = runner.invoke(app, ["benchmark", str(tmp_path), "--weights", str(run), "-q"])
     assert res.exit_code == 1 and "weights export" in res.output and "Traceback" not in res.output
+
+
+# ------------------------------------------------------------------------------------------------ ensembles
+def _two_exports(env, **meta_b) -> tuple[list[str], list[torch.nn.Module]]:
+    """Two exports of different random weights in one folder (names m0, m1), with recorded training cases."""
+    runs = [_make_run(env / f"run{i}", _method(), seed=i, base_features=4, max_features=16) for i in range(2)]
+    metas = [{"training_cases": {"caseA": "a" * 16}, "region_thresholds": [0.5, 0.3, 0.3], "et_modalities": ["T1c", "FLAIR"]},
+             {"training_cases": {"caseB": "b" * 16}, **meta_b}]
+    for i, ((run, _), meta) in enumerate(zip(runs, metas)):
+        W.export_run(run, env / "members", f"m{i}", meta=meta)
+    return [str(env / "members" / f"m{i}.safetensors") for i in range(2)], [m for _, m in runs]
+
+
+def test_ensemble_is_the_mean_of_its_members_probabilities(env):
+    """One safetensors holds both members; sigmoid(ensemble logits) is the mean of their sigmoids; the card names
+    the members; the training cases of both are recorded (so benchmark refuses either's)."""
+    specs, models = _two_exports(env)
+    rw = W.ensemble_weights(specs, env / "ens", "duo")
+    loaded, meta = W.load_model(W.resolve(env / "ens" / "duo.safetensors"))
+    with torch.no_grad():
+        expected = torch.stack([torch.sigmoid(_out(m)) for m in models]).mean(0)
+        got = torch.sigmoid(loaded(X, PRESENT)["logits"])
+    assert torch.allclose(got, expected, atol=1e-5)
+    assert not torch.allclose(got, torch.sigmoid(_out(models[0])), atol=1e-3)  # really both members
+    assert rw.method == "ensemble" and [m["name"] for m in meta["ensemble"]] == ["m0", "m1"]
+    assert meta["ensemble"][0]["sha256"] == W.sha256_file(Path(specs[0]))
+    assert meta["training_cases"] == {"caseA": "a" * 16, "caseB": "b" * 16}
+    assert meta["region_thresholds"] == [0.5, 0.3, 0.3] and meta["et_modalities"] == ["T1c", "FLAIR"]
+    assert meta["patch_size"] == [32, 32, 32]
+    card = (env / "ens" / "duo.md").read_text()
+    assert "| Ensemble of | m0 (" in card and "m1 (" in card
+    assert [c.ok for c in W.verify(str(env / "ens"))] == [True, True]
+
+
+def test_ensemble_refuses_what_one_window_cannot_run(env):
+    specs, _ = _two_exports(env, patch_size=[48, 48, 48])
+    with pytest.raises(InputError, match="patch_size differ"):
+        W.ensemble_weights(specs, env / "ens", "bad")
+    with pytest.raises(InputError, match="at least two"):
+        W.ensemble_weights(specs[:1], env / "ens", "bad")
+    with pytest.raises(InputError, match="listed twice"):
+        W.ensemble_weights([specs[0], specs[0]], env / "ens", "bad")
+    assert not (env / "ens").exists()  # nothing half-written
+
+
+def test_ensemble_cli_and_its_limits(env, tmp_path):
+    specs, _ = _two_exports(env)
+    res = runner.invoke(app, ["weights", "ensemble", *specs, "-o", str(env / "ens"), "--name", "duo"])
+    assert res.exit_code == 0 and "ensemble duo of 2 models" in res.output, res.output
+    duo = str(env / "ens" / "duo.safetensors")
+    res = runner.invoke(app, ["weights", "ensemble", duo, specs[0], "-o", str(env / "ens2"), "--name", "trio"])
+    assert res.exit_code == 1 and "itself an ensemble" in res.output and "Traceback" not in res.output
+    from mmtumor.train.trainer import load_init
+
+    with pytest.raises(InputError, match="cannot initialise training.*m0, m1"):
+        load_init(duo, _method())

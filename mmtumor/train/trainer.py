@@ -115,6 +115,9 @@ def load_init(spec: str, method: str) -> tuple[torch.nn.Module, float | None]:
     else:
         rw = resolve(spec)
         src_method, spacing = rw.method, rw.meta.get("spacing")
+    if src_method == "ensemble":
+        members = ", ".join(m.get("name", "?") for m in rw.meta.get("ensemble") or [])
+        raise InputError(f"--init-from {spec}: an ensemble cannot initialise training; give one of its members ({members})")
     if src_method != method:
         raise InputError(f"--init-from {spec}: these are '{src_method}' weights, but the method is '{method}' "
                          f"(pass --method {src_method})")

@@ -16,6 +16,7 @@ def render_card(meta: dict) -> str:
             ("Label scheme written", meta.get("label_scheme")),
             ("Region thresholds (WT / TC / ET)", _thresholds(meta)),
             ("Enhancing tumour predicted from (with T1c)", "+".join(meta.get("et_modalities") or []) or "all given scans"),
+            *([("Ensemble of", _members(meta))] if meta.get("ensemble") else []),
             ("Training data", meta.get("training_data")),
             # only weights exported from a run folder know their training cases: no row for the others
             *([("Training cases recorded", _trained(meta))] if meta.get("training_cases") else []),
@@ -45,6 +46,11 @@ def render_card(meta: dict) -> str:
     lines += ["## Limitations", "", "Trained on synthetic phantoms unless stated above; accuracy on real scans can be much",
               "lower than on phantoms. Always review the segmentation.", ""]
     return "\n".join(lines)
+
+
+def _members(meta: dict) -> str:
+    return ", ".join(f"{m.get('name')} ({m.get('method')}, SHA-256 {str(m.get('sha256'))[:12]})" for m in meta["ensemble"]) + (
+        " (mean of their region probabilities)")
 
 
 def _trained(meta: dict) -> str:

@@ -80,11 +80,8 @@ def load_model(resolved: ResolvedWeights | str | Path | None, device: str = "cpu
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    from ..models.registry import build_model, config_from_dict
-
     rw = resolved if isinstance(resolved, ResolvedWeights) else resolve(resolved)
-    config = config_from_dict(rw.method, rw.meta.get("config") or {})
-    model = build_model(rw.method, config=config)
+    model = build_network(rw.method, rw.meta)
     try:
         state = load_file(str(rw.weights_path), device="cpu")
     except (SafetensorError, OSError, ValueError) as exc:
@@ -92,6 +89,21 @@ def load_model(resolved: ResolvedWeights | str | Path | None, device: str = "cpu
     load_state(model, state, str(rw.weights_path))
     model.to(device).eval()
     return model, rw.meta
+
+
+def build_network(method: str, meta: dict):
+    """The untrained network a weights JSON describes: its registered method, or for an ensemble (``method``
+    "ensemble", ``ensemble`` listing each member's method and config) every member inside one ``Ensemble``."""
+    from ..models.ensemble import Ensemble
+    from ..models.registry import build_model, config_from_dict
+
+    if method != "ensemble":
+        return build_model(method, config=config_from_dict(method, meta.get("config") or {}))
+    members = meta.get("ensemble") or []
+    if len(members) < 2 or not all(isinstance(m, dict) and m.get("method") for m in members):
+        raise WeightsError(f"ensemble weights {meta.get('name')} do not list two or more members with their methods")
+    return Ensemble([build_model(m["method"], config=config_from_dict(m["method"], m.get("config") or {}))
+                     for m in members])
 
 
 def load_state(model, state: dict, where: str) -> None:
