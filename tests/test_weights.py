@@ -374,6 +374,7 @@ def test_a_training_run_given_as_weights_gets_a_clear_error(tmp_path):
 # ------------------------------------------------------------------------------------------------ ensembles
 def _two_exports(env, **meta_b) -> tuple[list[str], list[torch.nn.Module]]:
     """Two exports of different random weights in one folder (names m0, m1), with recorded training cases."""
+    env = env / "_".join(meta_b) if meta_b else env
     runs = [_make_run(env / f"run{i}", _method(), seed=i, base_features=4, max_features=16) for i in range(2)]
     metas = [{"training_cases": {"caseA": "a" * 16}, "region_thresholds": [0.5, 0.3, 0.3], "et_modalities": ["T1c", "FLAIR"]},
              {"training_cases": {"caseB": "b" * 16}, **meta_b}]
@@ -407,6 +408,15 @@ def test_ensemble_refuses_what_one_window_cannot_run(env):
     specs, _ = _two_exports(env, patch_size=[48, 48, 48])
     with pytest.raises(InputError, match="patch_size differ"):
         W.ensemble_weights(specs, env / "ens", "bad")
+    # an older export keeps its voxel size only in the training recipe: the same grid, so it may join, and the
+    # ensemble states the grid explicitly
+    specs2, _ = _two_exports(env, training={"target_spacing": 2.0})
+    W.update_meta(env / "training" / "members", "m0", spacing=2.0)
+    rw = W.ensemble_weights(specs2, env / "ens-grid", "grid")
+    assert rw.meta["spacing"] == 2.0 and rw.meta["training"] == {"ensemble_of": ["m0", "m1"]}
+    specs3, _ = _two_exports(env, spacing=1.5)
+    with pytest.raises(InputError, match="spacing differ"):
+        W.ensemble_weights(specs3, env / "ens", "bad")
     with pytest.raises(InputError, match="at least two"):
         W.ensemble_weights(specs[:1], env / "ens", "bad")
     with pytest.raises(InputError, match="listed twice"):

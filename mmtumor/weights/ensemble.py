@@ -21,6 +21,16 @@ from .manifest import ResolvedWeights, sha256_file
 _SHARED = ("modalities", "patch_size", "spacing", "normalization", "label_scheme")
 
 
+def _window_of(meta: dict) -> dict:
+    """What ``segment`` would feed this model, with the fallbacks of older exports resolved (patch and voxel size
+    once lived only in the training recipe), so that the ensemble stores them explicitly."""
+    from ..infer.core import InferenceSettings
+
+    settings = InferenceSettings.for_model(meta)
+    return {"modalities": meta.get("modalities"), "patch_size": list(settings.patch), "spacing": settings.model_spacing,
+            "normalization": meta.get("normalization"), "label_scheme": meta.get("label_scheme")}
+
+
 def ensemble_weights(specs: Sequence[str], out_dir: Path | str, name: str, *, description: str = "",
                      default: bool = False, meta: dict | None = None) -> ResolvedWeights:
     """Write ``NAME`` in ``out_dir``: the mean of the region probabilities of the models ``specs`` (bundled names,
@@ -38,21 +48,23 @@ def ensemble_weights(specs: Sequence[str], out_dir: Path | str, name: str, *, de
     for rw in resolved:
         if rw.method == "ensemble":
             raise InputError(f"{rw.name} is itself an ensemble: list its members instead")
-    first = resolved[0].meta
-    for rw in resolved[1:]:
-        differ = [k for k in _SHARED if rw.meta.get(k) != first.get(k)]
+    shared = [_window_of(rw.meta) for rw in resolved]
+    for rw, own in zip(resolved[1:], shared[1:]):
+        differ = [k for k in _SHARED if own[k] != shared[0][k]]
         if differ:
             key = differ[0]
             raise InputError(f"{rw.name} and {names[0]} cannot share one sliding window: their {key} differ "
-                             f"({rw.meta.get(key)} vs {first.get(key)})")
+                             f"({own[key]} vs {shared[0][key]})")
+    first = resolved[0].meta
     models = [load_model(rw)[0] for rw in resolved]
     tensors = {k: v.detach().cpu().contiguous().clone() for k, v in Ensemble(models).state_dict().items()}
     seen: dict[str, str] = {}
     for rw in resolved:
         seen.update(rw.meta.get("training_cases") or {})
     sources = list(dict.fromkeys(str(rw.meta.get("training_data") or "not recorded") for rw in resolved))
-    extra = {k: first.get(k) for k in (*_SHARED, "region_thresholds", "region_thresholds_source", "et_modalities")
-             if first.get(k) is not None}
+    extra = {k: v for k, v in shared[0].items() if v is not None}
+    extra.update({k: first[k] for k in ("region_thresholds", "region_thresholds_source", "et_modalities")
+                  if first.get(k) is not None})
     extra.update({
         "ensemble": [{"name": rw.name, "method": rw.method, "config": rw.meta.get("config") or {},
                       "sha256": sha256_file(rw.weights_path), "created": rw.meta.get("created")} for rw in resolved],
