@@ -376,8 +376,9 @@ def _two_exports(env, **meta_b) -> tuple[list[str], list[torch.nn.Module]]:
     """Two exports of different random weights in one folder (names m0, m1), with recorded training cases."""
     env = env / "_".join(meta_b) if meta_b else env
     runs = [_make_run(env / f"run{i}", _method(), seed=i, base_features=4, max_features=16) for i in range(2)]
-    metas = [{"training_cases": {"caseA": "a" * 16}, "region_thresholds": [0.5, 0.3, 0.3], "et_modalities": ["T1c", "FLAIR"]},
-             {"training_cases": {"caseB": "b" * 16}, **meta_b}]
+    metas = [{"training_cases": {"caseA": "a" * 16, "Synth_00001": "c" * 16}, "region_thresholds": [0.5, 0.3, 0.3],
+              "et_modalities": ["T1c", "FLAIR"]},
+             {"training_cases": {"caseB": "b" * 16, "Synth_00001": "d" * 16}, **meta_b}]  # same name, other data
     for i, ((run, _), meta) in enumerate(zip(runs, metas)):
         W.export_run(run, env / "members", f"m{i}", meta=meta)
     return [str(env / "members" / f"m{i}.safetensors") for i in range(2)], [m for _, m in runs]
@@ -396,7 +397,8 @@ def test_ensemble_is_the_mean_of_its_members_probabilities(env):
     assert not torch.allclose(got, torch.sigmoid(_out(models[0])), atol=1e-3)  # really both members
     assert rw.method == "ensemble" and [m["name"] for m in meta["ensemble"]] == ["m0", "m1"]
     assert meta["ensemble"][0]["sha256"] == W.sha256_file(Path(specs[0]))
-    assert meta["training_cases"] == {"caseA": "a" * 16, "caseB": "b" * 16}
+    assert meta["training_cases"] == {"caseA": "a" * 16, "caseB": "b" * 16, "Synth_00001": "c" * 16,
+                                      "Synth_00001 (m1)": "d" * 16}
     assert meta["region_thresholds"] == [0.5, 0.3, 0.3] and meta["et_modalities"] == ["T1c", "FLAIR"]
     assert meta["patch_size"] == [32, 32, 32]
     card = (env / "ens" / "duo.md").read_text()

@@ -58,9 +58,10 @@ def ensemble_weights(specs: Sequence[str], out_dir: Path | str, name: str, *, de
     first = resolved[0].meta
     models = [load_model(rw)[0] for rw in resolved]
     tensors = {k: v.detach().cpu().contiguous().clone() for k, v in Ensemble(models).state_dict().items()}
-    seen: dict[str, str] = {}
+    seen: dict[str, str] = {}  # benchmark matches the fingerprints: two members' same-named cases both stay
     for rw in resolved:
-        seen.update(rw.meta.get("training_cases") or {})
+        for case, fingerprint in (rw.meta.get("training_cases") or {}).items():
+            seen[case if seen.get(case, fingerprint) == fingerprint else f"{case} ({rw.name})"] = fingerprint
     sources = list(dict.fromkeys(str(rw.meta.get("training_data") or "not recorded") for rw in resolved))
     extra = {k: v for k, v in shared[0].items() if v is not None}
     extra.update({k: first[k] for k in ("region_thresholds", "region_thresholds_source", "et_modalities")
