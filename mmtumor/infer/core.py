@@ -50,14 +50,16 @@ class InferenceSettings:
     def for_model(cls, meta: Mapping, **options) -> InferenceSettings:
         """Patch, voxel size and region thresholds from a weights file's metadata (one place for the fallbacks), then
         ``options`` (``None`` = the model's own)."""
-        patch = meta.get("patch_size") or meta.get("patch") or FALLBACK_PATCH
-        spacing = meta.get("spacing") or (meta.get("training") or {}).get("target_spacing")
+        from ..weights.manifest import model_window
+
+        patch, spacing = model_window(meta)
+        patch = patch or FALLBACK_PATCH
         chosen = {k: v for k, v in options.items() if v is not None}
         chosen["region_thresholds"] = check_region_thresholds(chosen.get("region_thresholds")
                                                               or meta.get("region_thresholds") or NEUTRAL_THRESHOLDS)
         chosen["et_modalities"] = parse_et_modalities(chosen["et_modalities"] if "et_modalities" in chosen
                                                       else meta.get("et_modalities"))
-        return cls(patch=tuple(int(p) for p in patch), model_spacing=float(spacing) if spacing else None, **chosen)
+        return cls(patch=tuple(int(p) for p in patch), model_spacing=spacing, **chosen)
 
 
 @dataclass

@@ -15,7 +15,7 @@ from ..errors import InputError
 from .export import _base_meta, jsonable, write_model
 from .loading import load_model, resolve
 from .locations import NAME_RE
-from .manifest import ResolvedWeights, sha256_file
+from .manifest import ResolvedWeights, model_window, sha256_file
 
 #: what a member's metadata must share with the others for one sliding window to run them all
 _SHARED = ("modalities", "patch_size", "spacing", "normalization", "label_scheme")
@@ -24,10 +24,8 @@ _SHARED = ("modalities", "patch_size", "spacing", "normalization", "label_scheme
 def _window_of(meta: dict) -> dict:
     """What ``segment`` would feed this model, with the fallbacks of older exports resolved (patch and voxel size
     once lived only in the training recipe), so that the ensemble stores them explicitly."""
-    from ..infer.core import InferenceSettings
-
-    settings = InferenceSettings.for_model(meta)
-    return {"modalities": meta.get("modalities"), "patch_size": list(settings.patch), "spacing": settings.model_spacing,
+    patch, spacing = model_window(meta)
+    return {"modalities": meta.get("modalities"), "patch_size": patch, "spacing": spacing,
             "normalization": meta.get("normalization"), "label_scheme": meta.get("label_scheme")}
 
 

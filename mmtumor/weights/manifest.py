@@ -42,6 +42,14 @@ class ModelInfo:
     description: str = ""
 
 
+def model_window(meta: dict) -> tuple[list[int] | None, float | None]:
+    """The patch and voxel size (mm) a weights JSON asks inference for, ``None`` where it names none. Older exports
+    kept them only in the training recipe (``patch``, ``training.target_spacing``): one place for those fallbacks."""
+    patch = meta.get("patch_size") or meta.get("patch")
+    spacing = meta.get("spacing") or (meta.get("training") or {}).get("target_spacing")
+    return ([int(p) for p in patch] if patch else None), (float(spacing) if spacing else None)
+
+
 @dataclass
 class ResolvedWeights:
     """A model located on disk and (when a manifest exists) checked against its SHA-256 sums."""
