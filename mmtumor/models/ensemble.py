@@ -20,8 +20,6 @@ _EPS = 1e-6  # keeps logit(mean probability) finite where every member is certai
 class Ensemble(nn.Module):
     """Mean of the members' sigmoid probabilities, returned as logits (so ``sigmoid(logits)`` is that mean)."""
 
-    method = "ensemble"
-
     def __init__(self, members: Sequence[nn.Module]) -> None:
         super().__init__()
         if len(members) < 2:

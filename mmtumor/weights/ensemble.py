@@ -17,12 +17,8 @@ from .loading import load_model, resolve
 from .locations import NAME_RE
 from .manifest import ResolvedWeights, model_window, sha256_file
 
-#: what a member's metadata must share with the others for one sliding window to run them all
-_SHARED = ("modalities", "patch_size", "spacing", "normalization", "label_scheme")
-
-
 def _window_of(meta: dict) -> dict:
-    """What ``segment`` would feed this model, with the fallbacks of older exports resolved (patch and voxel size
+    """What a member must share with the others for one sliding window to run them all: what ``segment`` would feed it, with the fallbacks of older exports resolved (patch and voxel size
     once lived only in the training recipe), so that the ensemble stores them explicitly."""
     patch, spacing = model_window(meta)
     return {"modalities": meta.get("modalities"), "patch_size": patch, "spacing": spacing,
@@ -48,7 +44,7 @@ def ensemble_weights(specs: Sequence[str], out_dir: Path | str, name: str, *, de
             raise InputError(f"{rw.name} is itself an ensemble: list its members instead")
     shared = [_window_of(rw.meta) for rw in resolved]
     for rw, own in zip(resolved[1:], shared[1:]):
-        differ = [k for k in _SHARED if own[k] != shared[0][k]]
+        differ = [k for k in own if own[k] != shared[0][k]]
         if differ:
             key = differ[0]
             raise InputError(f"{rw.name} and {names[0]} cannot share one sliding window: their {key} differ "
