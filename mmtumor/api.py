@@ -154,8 +154,8 @@ def train(data_dir: Path | str, *, method: str = "a2fseg", output: Path | str = 
           preset: str | None = None, epochs: int | None = None, iters_per_epoch: int | None = None,
           patch: tuple[int, int, int] | None = None, batch: int | None = None, lr: float | None = None,
           optimizer: str | None = None, amp: bool | None = None, device: str = "auto", workers: int | None = None,
-          align: str | None = None, dropout_schedule: str | None = None, augment: str | None = None,
-          mix_data: Path | str | None = None, mix_fraction: float | None = None, seed: int | None = None,
+          align: str | None = None, dropout_schedule: str | None = None, subsets: str | None = None,
+          augment: str | None = None, mix_data: Path | str | None = None, mix_fraction: float | None = None, seed: int | None = None,
           val_every: int | None = None, target_spacing: float | None = None, soft_labels: bool | None = None,
           stop_after: int | None = None, time_limit: float | None = None, resume: bool = False,
           overwrite: bool = False, init_from: str | None = None, split_file: Path | str | None = None,
@@ -183,7 +183,7 @@ def train(data_dir: Path | str, *, method: str = "a2fseg", output: Path | str = 
         preset = default_preset(device != "cpu" and torch.cuda.is_available())
     options = dict(epochs=epochs, iters_per_epoch=iters_per_epoch, patch=tuple(patch) if patch is not None else None,
                    batch=batch, lr=lr, optimizer=optimizer, amp=amp, device=device, workers=workers, align=align,
-                   dropout_schedule=dropout_schedule, augment=augment, mix_data=str(mix_data) if mix_data else None,
+                   dropout_schedule=dropout_schedule, subsets=subsets, augment=augment, mix_data=str(mix_data) if mix_data else None,
                    mix_fraction=mix_fraction, seed=seed, val_every=val_every, target_spacing=target_spacing,
                    soft_labels=soft_labels, stop_after=stop_after, time_limit=time_limit, init_from=init_from,
                    split_file=str(split_file) if split_file else None)
@@ -245,6 +245,15 @@ def weights_ensemble(members: list[str], out_dir: Path | str, name: str, descrip
     from .weights import ensemble_weights
 
     return ensemble_weights(members, out_dir, name, description=description, default=default)
+
+
+def weights_route(base: str, specialist: str, subsets: str, out_dir: Path | str, name: str, *,
+                  regions: list[str] = ("ET",), description: str = "", default: bool = False):
+    """A base model and a specialist for ``subsets`` (``train --subsets``) -> one routed model in the weights format."""
+    from .weights import route_weights
+
+    return route_weights(base, specialist, subsets, out_dir, name, regions=regions, description=description,
+                         default=default)
 
 
 def weights_push(folder: Path | str, repo_id: str, revision: str | None = None, message: str | None = None,

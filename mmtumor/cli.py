@@ -258,6 +258,8 @@ def train(
     workers: Optional[int] = typer.Option(None, min=0, help="DataLoader worker processes."),
     align: Optional[str] = typer.Option(None, help="Training add-on: medmap."),
     dropout_schedule: Optional[str] = typer.Option(None, "--dropout-schedule", help="a2fseg, uniform, bernoulli or none (default per method)."),
+    subsets: Optional[str] = typer.Option(None, "--subsets", help="Train only on these modality subsets (e.g. "
+                                          "T1c+FLAIR,T1c or 0101,0100) instead of the dropout schedule: a model for one protocol."),
     augment: Optional[str] = typer.Option(None, "--augment", help="standard (flips, rotation, scaling, intensity, gamma, "
                                           "noise), clinical (adds elastic, bias field, thick slices, low resolution) or none."),
     mix_data: Optional[Path] = typer.Option(None, "--mix-data", help="A second labelled folder (e.g. phantoms from "
@@ -286,7 +288,7 @@ def train(
 
     result = api.train(data_dir, method=method, output=output, preset=preset, epochs=epochs, iters_per_epoch=iters_per_epoch,
                        patch=patch, batch=batch, lr=lr, optimizer=optimizer, amp=amp, device=device, workers=workers,
-                       align=align, dropout_schedule=dropout_schedule, augment=augment, seed=seed, val_every=val_every, resume=resume,
+                       align=align, dropout_schedule=dropout_schedule, subsets=subsets, augment=augment, seed=seed, val_every=val_every, resume=resume,
                        mix_data=mix_data, mix_fraction=mix_fraction,
                        target_spacing=target_spacing, soft_labels=soft_labels, stop_after=stop_after, time_limit=time_limit,
                        init_from=init_from, config=config, quiet=quiet, split_file=split_file, overwrite=overwrite)
@@ -474,8 +476,29 @@ def weights_ensemble(
     from . import api
 
     rw = api.weights_ensemble(members, output, name, description, default)
-    out.print(f"wrote ensemble {escape(rw.name)} of {len(rw.meta['ensemble'])} models to "
+    out.print(f"wrote ensemble {escape(rw.name)} of {len(rw.meta['members'])} models to "
               f"{escape(str(rw.weights_path.parent))} ({rw.weights_path.stat().st_size / 1e6:.2f} MB)", highlight=False)
+
+
+@weights_app.command("route")
+@user_errors
+def weights_route(
+    base: str = typer.Argument(..., help="The model for every other input: bundled NAME, PATH or hf:// spec."),
+    specialist: str = typer.Argument(..., help="The model trained for --subsets (train --subsets)."),
+    subsets: str = typer.Option(..., "--subsets", help="Inputs the specialist answers, exactly as given (e.g. T1c+FLAIR,T1c)."),
+    regions: str = typer.Option("ET", "--regions", help="Regions it answers there (comma list of WT, TC, ET)."),
+    output: Path = typer.Option(..., "-o", "--output", help="Folder to write NAME.safetensors/.json/.md and manifest.json."),
+    name: str = typer.Option(..., "--name", help="Name of the routed model."),
+    description: str = typer.Option("", "--description", help="Sentence added to the model card."),
+    default: bool = typer.Option(False, "--default", help="Make this the folder's default model."),
+) -> None:
+    """Combine a base model and a specialist for some modality subsets into one model (inference costs one model)."""
+    from . import api
+
+    rw = api.weights_route(base, specialist, subsets, output, name, regions=regions.split(","),
+                           description=description, default=default)
+    out.print(f"wrote {escape(rw.name)}: {escape(rw.meta['description'].split(';')[0])} "
+              f"({rw.weights_path.stat().st_size / 1e6:.2f} MB)", highlight=False)
 
 
 @weights_app.command("push")

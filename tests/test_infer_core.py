@@ -131,6 +131,17 @@ class _DilutedBlob(_Blob):
         return out
 
 
+def _Net(blob: _Blob, shift: float = 0.0):
+    """A blob network as a torch module (ensembles and routers hold modules), its logits shifted by ``shift``."""
+    import torch
+
+    class Net(torch.nn.Module):
+        def forward(self, x, present):
+            return {"logits": blob(x, present)["logits"] + shift}
+
+    return Net()
+
+
 def test_enhancing_tumour_can_come_from_fewer_modalities_and_only_it_changes():
     """With ``et_modalities`` (T1c, FLAIR) and all four scans given, ET comes from a second pass without T1 and T2 and
     WT and TC from the pass on all four; without T1c, or when the given scans are already that set, nothing changes."""
@@ -170,17 +181,7 @@ def test_enhancing_tumour_can_come_from_fewer_modalities_and_only_it_changes():
 def test_an_ensemble_through_the_core_is_the_mean_of_its_members_predictions():
     """Everything between the network and the probabilities (window blending, the 2 mm grid and back, the ET second
     pass, the brain mask) is linear, so averaging inside the network equals averaging the members' predictions."""
-    import torch
-
     from mmtumor.models.ensemble import Ensemble
-
-    class Net(torch.nn.Module):
-        def __init__(self, blob, shift):
-            super().__init__()
-            self.blob, self.shift = blob, shift
-
-        def forward(self, x, present):
-            return {"logits": self.blob(x, present)["logits"] + self.shift}
 
     img = _blob_image()
     img[[0, 2]] = img[[1]]
@@ -188,13 +189,36 @@ def test_an_ensemble_through_the_core_is_the_mean_of_its_members_predictions():
     brain, present = img[3] > 0, [True, True, True, True]
     settings = InferenceSettings(patch=(16, 16, 16), model_spacing=2.0, amp=False, min_component_fraction=0.0,
                                  min_et_voxels=0, et_modalities=(1, 3))
-    members = [Net(_Blob(), 0.0), Net(_DilutedBlob(), 2.0)]
+    members = [_Net(_Blob(), 0.0), _Net(_DilutedBlob(), 2.0)]
     each = [predict(m, img, present, (1.0, 1.0, 1.0), brain, settings, normalised=True).probabilities for m in members]
     both = predict(Ensemble(members), img, present, (1.0, 1.0, 1.0), brain, settings, normalised=True).probabilities
     assert np.allclose(both, np.mean(each, axis=0), atol=1e-5)
     assert np.abs(each[0] - each[1]).max() > 0.2  # the members really differ, so the test can fail
     with pytest.raises(ValueError, match="at least two"):
         Ensemble(members[:1])
+
+
+def test_a_router_through_the_core_takes_enhancing_tumour_from_its_specialist_in_the_et_pass():
+    """With the base's ET rule (T1c + FLAIR), four given scans: WT/TC are the base's four-scan answer, ET the
+    specialist's T1c + FLAIR answer, since the ET pass gives the router exactly a routed subset."""
+    from mmtumor.models.router import SubsetRouter
+
+    img = _blob_image()
+    img[[0, 2]] = img[[1]]
+    brain, present = img[3] > 0, [True, True, True, True]
+    settings = InferenceSettings(patch=(16, 16, 16), amp=False, min_component_fraction=0.0, min_et_voxels=0,
+                                 et_modalities=(1, 3))
+    base, specialist = _Net(_DilutedBlob()), _Net(_Blob(), -15.0)  # a specialist that calls no ET
+    router = SubsetRouter(base, [specialist], [([(False, True, False, True), (False, True, False, False)], [2])])
+    routed = predict(router, img, present, (1.0, 1.0, 1.0), brain, settings, normalised=True).probabilities
+    of_base = predict(base, img, present, (1.0, 1.0, 1.0), brain, settings, normalised=True).probabilities
+    et_only = [False, True, False, True]
+    of_spec = predict(specialist, img, et_only, (1.0, 1.0, 1.0), brain, settings, normalised=True).probabilities
+    assert np.allclose(routed[:2], of_base[:2], atol=1e-6) and np.allclose(routed[2], of_spec[2], atol=1e-6)
+    assert np.abs(of_base[2] - of_spec[2]).max() > 0.2  # base and specialist really differ on ET
+    with pytest.raises(ValueError, match="routed twice"):
+        SubsetRouter(base, [specialist, specialist], [([(False, True, False, True)], [2]),
+                                                      ([(False, True, False, True)], [0])])
 
 
 def test_the_model_grid_is_used_and_results_come_back_to_the_working_grid():

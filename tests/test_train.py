@@ -43,6 +43,33 @@ def test_schedules():
         draw_present("nope", 1, allm, rng)
 
 
+def test_subsets_replace_the_schedule():
+    """``--subsets``: every draw is one of the listed sets, each of them drawn, and never a modality a case lacks."""
+    from mmtumor.modalities import parse_subsets
+
+    rng = np.random.default_rng(0)
+    listed = parse_subsets("T1c+FLAIR,T1c")
+    codes = {tuple(draw_present("a2fseg", 1, np.ones(4, bool), rng, listed)) for _ in range(200)}
+    assert codes == {(False, True, False, True), (False, True, False, False)}
+    no_flair = np.array([True, True, True, False])
+    assert {tuple(draw_present("uniform", 1, no_flair, rng, listed)) for _ in range(50)} == {(False, True, False, False)}
+    with pytest.raises(InputError, match="none of the --subsets"):
+        draw_present("uniform", 1, np.array([True, False, True, True]), rng, listed)
+
+
+def test_subsets_option_is_checked_and_trains_and_validates_only_those(phantoms, tmp_path):
+    with pytest.raises(InputError, match="invalid modality subset"):
+        _cfg(phantoms, tmp_path / "bad", subsets="0000")
+    with pytest.raises(InputError, match="unknown modality"):
+        _cfg(phantoms, tmp_path / "bad", subsets="T1c+PD")
+    torch.set_num_threads(1)
+    cfg = _cfg(phantoms, tmp_path / "s", epochs=1, val_every=1, subsets="T1c+FLAIR, 0100")
+    assert cfg.subsets == "0101,0100"
+    res = Trainer(cfg, quiet=True).fit()
+    assert set(res.history[-1]["val"]) == {"T1c+FLAIR", "T1c", "score"}  # validated on the protocol's inputs only
+    assert json.loads((tmp_path / "s" / "config.json").read_text())["subsets"] == "0101,0100"
+
+
 def test_poly_lr_and_paper_defaults(tmp_path):
     assert poly_lr(0.01, 0, 10, 0.9) == pytest.approx(0.01)
     assert poly_lr(0.01, 5, 10, 0.9) == pytest.approx(0.01 * 0.5**0.9)

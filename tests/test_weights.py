@@ -395,8 +395,8 @@ def test_ensemble_is_the_mean_of_its_members_probabilities(env):
         got = torch.sigmoid(loaded(X, PRESENT)["logits"])
     assert torch.allclose(got, expected, atol=1e-5)
     assert not torch.allclose(got, torch.sigmoid(_out(models[0])), atol=1e-3)  # really both members
-    assert rw.method == "ensemble" and [m["name"] for m in meta["ensemble"]] == ["m0", "m1"]
-    assert meta["ensemble"][0]["sha256"] == W.sha256_file(Path(specs[0]))
+    assert rw.method == "ensemble" and [m["name"] for m in meta["members"]] == ["m0", "m1"]
+    assert meta["members"][0]["sha256"] == W.sha256_file(Path(specs[0]))
     assert meta["training_cases"] == {"caseA": "a" * 16, "caseB": "b" * 16, "Synth_00001": "c" * 16,
                                       "Synth_00001 (m1)": "d" * 16}
     assert meta["region_thresholds"] == [0.5, 0.3, 0.3] and meta["et_modalities"] == ["T1c", "FLAIR"]
@@ -432,8 +432,67 @@ def test_ensemble_cli_and_its_limits(env, tmp_path):
     assert res.exit_code == 0 and "ensemble duo of 2 models" in res.output, res.output
     duo = str(env / "ens" / "duo.safetensors")
     res = runner.invoke(app, ["weights", "ensemble", duo, specs[0], "-o", str(env / "ens2"), "--name", "trio"])
-    assert res.exit_code == 1 and "itself an ensemble" in res.output and "Traceback" not in res.output
+    assert res.exit_code == 1 and "itself a combined model (ensemble)" in res.output and "Traceback" not in res.output
     from mmtumor.train.trainer import load_init
 
     with pytest.raises(InputError, match="cannot initialise training.*m0, m1"):
         load_init(duo, _method())
+
+
+def _logits(model: torch.nn.Module, present: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():
+        return model(X * present.view(1, 4, 1, 1, 1), present)["logits"]
+
+
+def test_router_sends_exactly_the_listed_subsets_to_the_specialist(env):
+    """Inputs equal to a routed subset take ET from the specialist and WT/TC from the base; any other input (a
+    superset included) is the base's alone; the card and metadata say so; the base's thresholds and ET rule stay."""
+    specs, (base, spec) = _two_exports(env)
+    rw = W.route_weights(specs[0], specs[1], "T1c+FLAIR,T1c", env / "routed", "pair")
+    loaded, meta = W.load_model(W.resolve(env / "routed" / "pair.safetensors"))
+    for code in ("0101", "0100"):
+        p = torch.tensor([[c == "1" for c in code]])
+        got, b, s = _logits(loaded, p), _logits(base, p), _logits(spec, p)
+        assert torch.allclose(got[:, :2], b[:, :2], atol=1e-5) and torch.allclose(got[:, 2], s[:, 2], atol=1e-5)
+        assert not torch.allclose(got[:, 2], b[:, 2], atol=1e-3)  # the specialist really differs
+    for code in ("1111", "0001", "1101"):
+        p = torch.tensor([[c == "1" for c in code]])
+        assert torch.allclose(_logits(loaded, p), _logits(base, p), atol=1e-5)
+    mixed = torch.tensor([[False, True, False, True], [True, True, True, True]])  # one batch, two routes
+    with torch.no_grad():
+        both = loaded(X.repeat(2, 1, 1, 1, 1) * mixed.view(2, 4, 1, 1, 1), mixed)["logits"]
+    assert torch.allclose(both[1:], _logits(base, mixed[1:]), atol=1e-5)
+    assert torch.allclose(both[:1, 2], _logits(spec, mixed[:1])[:, 2], atol=1e-5)
+    assert rw.method == "router" and meta["config"] == {"routes": [{"subsets": ["0101", "0100"], "regions": ["ET"]}]}
+    assert [m["name"] for m in meta["members"]] == ["m0", "m1"]
+    assert meta["region_thresholds"] == [0.5, 0.3, 0.3] and meta["et_modalities"] == ["T1c", "FLAIR"]
+    assert set(meta["training_cases"]) == {"caseA", "caseB", "Synth_00001", "Synth_00001 (m1)"}
+    card = (env / "routed" / "pair.md").read_text()
+    assert "| Router of | m0 (" in card and "ET from member 2 for T1c+FLAIR, T1c" in card
+    assert [c.ok for c in W.verify(str(env / "routed"))] == [True, True]
+
+
+def test_router_all_regions_skips_the_base_and_its_errors_are_one_line(env):
+    specs, (base, spec) = _two_exports(env)
+    W.route_weights(specs[0], specs[1], "0101", env / "routed", "whole", regions=["wt", "TC", "ET"])
+    loaded, _ = W.load_model(W.resolve(env / "routed" / "whole.safetensors"))
+    p = torch.tensor([[False, True, False, True]])
+    assert torch.allclose(_logits(loaded, p), _logits(spec, p), atol=1e-5)
+    with pytest.raises(InputError, match="unknown region"):
+        W.route_weights(specs[0], specs[1], "0101", env / "bad", "bad", regions=["NCR"])
+    with pytest.raises(InputError, match="invalid modality subset"):
+        W.route_weights(specs[0], specs[1], "0000", env / "bad", "bad")
+    other, _ = _two_exports(env, patch_size=[48, 48, 48])
+    with pytest.raises(InputError, match="patch_size differ"):
+        W.route_weights(specs[0], other[1], "0101", env / "bad", "bad")
+    assert not (env / "bad").exists()
+    res = runner.invoke(app, ["weights", "route", specs[0], specs[1], "--subsets", "T1c+FLAIR", "-o",
+                              str(env / "cli"), "--name", "viacli"])
+    assert res.exit_code == 0 and "ET from m1 when exactly T1c+FLAIR is given" in res.output, res.output
+    res = runner.invoke(app, ["weights", "route", str(env / "cli" / "viacli.safetensors"), specs[1], "--subsets",
+                              "0100", "-o", str(env / "cli2"), "--name", "nested"])
+    assert res.exit_code == 1 and "itself a combined model (router)" in res.output and "Traceback" not in res.output
+    from mmtumor.train.trainer import load_init
+
+    with pytest.raises(InputError, match="combined weights \\(router\\) cannot initialise training"):
+        load_init(str(env / "cli" / "viacli.safetensors"), _method())

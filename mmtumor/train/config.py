@@ -34,6 +34,7 @@ class TrainConfig:
     align: str | None = None
     align_weight: float = 0.1
     dropout_schedule: str | None = None
+    subsets: str | None = None  # train only on these modality subsets ("T1c+FLAIR,T1c" or codes); replaces the schedule
     seed: int = 0
     split_seed: int = 0
     split_file: str | None = None  # JSON of fixed train/val/test case ids (io.dataset.read_split_file)
@@ -91,6 +92,10 @@ def resolve_config(method: str, data_dir: str | Path, run_dir: str | Path, confi
         raise InputError("--mix-data names the training folder itself; give a second folder (e.g. phantoms)")
     if cfg.augment not in AUGMENTATIONS:
         raise InputError(f"unknown augmentation '{cfg.augment}' ({', '.join(AUGMENTATIONS)})")
+    if cfg.subsets is not None:
+        from ..modalities import parse_subsets
+
+        cfg.subsets = ",".join(s.code for s in parse_subsets(cfg.subsets))  # one-line error on a bad spec
     if any(p < 8 for p in cfg.patch):
         raise InputError(f"patch {cfg.patch} is too small (each side >= 8)")
     return cfg

@@ -57,8 +57,10 @@ def plot_curves(run_dir: Path, history: list[dict]) -> None:
     axes[0].legend(fontsize=7)
     vals = [(r["epoch"], r["val"]) for r in history if "val" in r]
     if vals:
+        # all modalities, or the first subset of a model trained on --subsets (validated on those only)
+        shown = "all" if "all" in vals[0][1] else next(k for k in vals[0][1] if k != "score")
         for i, region in enumerate(("WT", "TC", "ET")):
-            axes[1].plot([e for e, _ in vals], [v["all"][i] for _, v in vals], marker="o", label=f"{region} (all)")
+            axes[1].plot([e for e, _ in vals], [v[shown][i] for _, v in vals], marker="o", label=f"{region} ({shown})")
         axes[1].plot([e for e, _ in vals], [v["score"] for _, v in vals], "k--", label="score")
         axes[1].legend(fontsize=7)
     axes[1].set_title("validation Dice")

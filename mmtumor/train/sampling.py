@@ -13,6 +13,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..modalities import Subset
 from .cache import CachedCase
 from .schedules import draw_present
 
@@ -42,9 +43,11 @@ class PatchStream(torch.utils.data.IterableDataset):
     """Endless stream of (image, regions, present) patches; each worker/rank gets its own random stream."""
 
     def __init__(self, cases: list[CachedCase], patch: Sequence[int], schedule: str, seed: int, rank: int = 0,
-                 fg_fraction: float = 1 / 3, mixed: Sequence[CachedCase] = (), mix_fraction: float = 0.0) -> None:
-        """``mixed`` cases (e.g. phantoms beside real scans) give a ``mix_fraction`` share of the patches."""
-        self.cases, self.patch, self.schedule = cases, tuple(patch), schedule
+                 fg_fraction: float = 1 / 3, mixed: Sequence[CachedCase] = (), mix_fraction: float = 0.0,
+                 subsets: Sequence[Subset] | None = None) -> None:
+        """``mixed`` cases (e.g. phantoms beside real scans) give a ``mix_fraction`` share of the patches; ``subsets``
+        replaces the schedule (schedules.draw_present)."""
+        self.cases, self.patch, self.schedule, self.subsets = cases, tuple(patch), schedule, subsets
         self.seed, self.rank, self.fg_fraction = seed, rank, fg_fraction
         self.mixed, self.mix_fraction = list(mixed), mix_fraction
         self.epoch = 1  # 1-based; the trainer updates it (workers are re-created per epoch)
@@ -57,7 +60,7 @@ class PatchStream(torch.utils.data.IterableDataset):
             pool = self.mixed if self.mixed and rng.random() < self.mix_fraction else self.cases
             case = pool[int(rng.integers(len(pool)))]
             img, reg = crop_patch(case, self.patch, rng, foreground=rng.random() < self.fg_fraction)
-            present = draw_present(self.schedule, self.epoch, case.present, rng)
+            present = draw_present(self.schedule, self.epoch, case.present, rng, self.subsets)
             img[~present] = 0.0
             yield torch.from_numpy(img), torch.from_numpy(reg), torch.from_numpy(present)
 

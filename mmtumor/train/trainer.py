@@ -19,13 +19,14 @@ import torch
 from ..device import pick_device
 from ..errors import InputError, MmtumorError
 from ..io.dataset import cases_from_manifest, find_cases, load_or_create_manifest
-from ..modalities import MODALITIES
+from ..modalities import MODALITIES, parse_subsets
 from ..results import TrainResult
 from .cache import CachedCase, build_cache, dataset_key
 from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .config import TrainConfig
 from .logs import plot_curves, progress_bar, write_logs
 from .sampling import PatchStream, augment_batch
+from .schedules import subsets_within
 
 
 @dataclass
@@ -102,6 +103,7 @@ def load_init(spec: str, method: str) -> tuple[torch.nn.Module, float | None]:
     """
     from ..models.registry import build_model, config_from_dict
     from ..weights import find_checkpoint, load_model, load_state, model_config_of, resolve
+    from ..weights.locations import COMBINED, members_of
 
     if _is_run(spec):
         path = find_checkpoint(Path(spec).expanduser())
@@ -115,9 +117,10 @@ def load_init(spec: str, method: str) -> tuple[torch.nn.Module, float | None]:
     else:
         rw = resolve(spec)
         src_method, spacing = rw.method, rw.meta.get("spacing")
-    if src_method == "ensemble":
-        members = ", ".join(m.get("name", "?") for m in rw.meta.get("ensemble") or [])
-        raise InputError(f"--init-from {spec}: an ensemble cannot initialise training; give one of its members ({members})")
+    if src_method in COMBINED:
+        members = ", ".join(m.get("name", "?") for m in members_of(rw.meta))
+        raise InputError(f"--init-from {spec}: combined weights ({src_method}) cannot initialise training; give one of "
+                         f"their members ({members})")
     if src_method != method:
         raise InputError(f"--init-from {spec}: these are '{src_method}' weights, but the method is '{method}' "
                          f"(pass --method {src_method})")
@@ -149,6 +152,7 @@ class Trainer:
         from ..methods import get_method
 
         self.schedule = cfg.dropout_schedule or get_method(cfg.method).dropout_schedule
+        self.subsets = parse_subsets(cfg.subsets) if cfg.subsets else None  # replaces the schedule (schedules.py)
         self.mixed_cases: list[CachedCase] = []  # cases of cfg.mix_data, filled by _prepare_data
         dev_kind = "cuda" if (cfg.device.startswith("cuda") or (cfg.device == "auto" and torch.cuda.is_available())) else "cpu"
         self.dist = init_distributed(dev_kind)
@@ -200,6 +204,12 @@ class Trainer:
             train, val, self.mixed_cases = build()
         if mixed:
             self._log(f"mixing {len(mixed)} cases of {cfg.mix_data} into {cfg.mix_fraction:.0%} of the patches")
+        if self.subsets:  # a case that cannot show any listed subset has nothing to teach this model
+            train = [c for c in train if subsets_within(self.subsets, c.present)]
+            self.mixed_cases = [c for c in self.mixed_cases if subsets_within(self.subsets, c.present)]
+            if not train:
+                raise InputError(f"no training case has all the modalities of any of --subsets {cfg.subsets}")
+            self._log(f"training on the subsets {', '.join(s.name for s in self.subsets)} only")
         return train, val
 
     def _make_optimizer(self, model: torch.nn.Module) -> torch.optim.Optimizer:
@@ -228,6 +238,8 @@ class Trainer:
                     mask = np.zeros(4, bool)
                     mask[m.index] = True
                     settings_by_name[m.value] = mask
+            if self.subsets:  # a protocol model is validated on the inputs it trains for
+                settings_by_name = {s.name: np.array(s.mask) for s in subsets_within(self.subsets, case.present)}
             ref = case.regions_binary()
             img = np.asarray(case.image, dtype=np.float32)
             brain = np.any(img != 0, axis=0)
@@ -302,7 +314,7 @@ class Trainer:
         else:
             ddp_model = model
         stream = PatchStream(train_cases, cfg.patch, self.schedule, cfg.seed, rank=self.dist.rank, fg_fraction=cfg.fg_fraction,
-                             mixed=self.mixed_cases, mix_fraction=cfg.mix_fraction)
+                             mixed=self.mixed_cases, mix_fraction=cfg.mix_fraction, subsets=self.subsets)
 
         def checkpoint(epoch: int, complete: bool, path: Path = last_path) -> None:
             if not self.dist.main:

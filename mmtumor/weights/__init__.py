@@ -8,12 +8,12 @@ huggingface_hub are imported inside the functions that need them.
 
 The package by concern: ``locations`` (folders, cache, Hub settings), ``manifest`` (SHA-256 checks), ``hub``
 (download cache, push), ``loading`` (resolve, list, verify, load), ``export`` (checkpoint -> weights, metadata
-updates), ``ensemble`` (several exports -> one ensemble), ``cards`` (model cards). The names below are the public API.
+updates), ``ensemble`` (several exports -> one ensemble or router), ``cards`` (model cards). The names below are the public API.
 """
 
 from ..errors import ChecksumError, OfflineError, WeightsError
 from .cards import render_card, summary
-from .ensemble import ensemble_weights
+from .ensemble import ensemble_weights, route_weights
 from .export import export_run, find_checkpoint, model_config_of, read_checkpoint, update_meta
 from .hub import parse_hub_spec, push
 from .loading import default_model_name, expected_dice, list_models, load_model, load_state, resolve, verify
@@ -24,5 +24,5 @@ __all__ = [
     "ChecksumError", "FORMAT", "FileCheck", "INTENDED_USE", "MANIFEST", "ModelInfo", "OfflineError", "REGIONS",
     "ResolvedWeights", "WeightsError", "bundled_dir", "default_model_name", "ensemble_weights", "expected_dice", "export_run",
     "find_checkpoint", "hub_cache_dir", "list_models", "load_model", "load_state", "mmtumor_home", "model_config_of",
-    "parse_hub_spec", "push", "read_checkpoint", "read_manifest", "render_card", "resolve", "sha256_file", "summary", "update_meta", "verify",
+    "parse_hub_spec", "push", "read_checkpoint", "read_manifest", "render_card", "resolve", "route_weights", "sha256_file", "summary", "update_meta", "verify",
 ]

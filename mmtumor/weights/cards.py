@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from .locations import INTENDED_USE, REGIONS
+from ..modalities import subset_from_code
+from .locations import INTENDED_USE, REGIONS, members_of
 
 
 def render_card(meta: dict) -> str:
@@ -16,7 +17,8 @@ def render_card(meta: dict) -> str:
             ("Label scheme written", meta.get("label_scheme")),
             ("Region thresholds (WT / TC / ET)", _thresholds(meta)),
             ("Enhancing tumour predicted from (with T1c)", "+".join(meta.get("et_modalities") or []) or "all given scans"),
-            *([("Ensemble of", _members(meta))] if meta.get("ensemble") else []),
+            *([(("Ensemble of" if meta.get("method") == "ensemble" else "Router of"), _members(meta))]
+              if members_of(meta) else []),
             ("Training data", meta.get("training_data")),
             # only weights exported from a run folder know their training cases: no row for the others
             *([("Training cases recorded", _trained(meta))] if meta.get("training_cases") else []),
@@ -49,8 +51,14 @@ def render_card(meta: dict) -> str:
 
 
 def _members(meta: dict) -> str:
-    return ", ".join(f"{m.get('name')} ({m.get('method')}, SHA-256 {str(m.get('sha256'))[:12]})" for m in meta["ensemble"]) + (
-        " (mean of their region probabilities)")
+    listed = ", ".join(f"{m.get('name')} ({m.get('method')}, SHA-256 {str(m.get('sha256'))[:12]})"
+                       for m in members_of(meta))
+    if meta.get("method") == "ensemble":
+        return listed + " (mean of their region probabilities)"
+    routes = "; ".join(f"{'/'.join(r.get('regions') or [])} from member {i + 2} for "
+                       f"{', '.join(subset_from_code(c).name for c in r.get('subsets') or [])}"
+                       for i, r in enumerate((meta.get("config") or {}).get("routes") or []))
+    return f"{listed} (the first for every other input; {routes})"
 
 
 def _trained(meta: dict) -> str:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ..errors import InputError, ReadError, WeightsError
 from .hub import cached_commit, cached_hub_models, hub_storage, parse_hub_spec, resolve_hub
-from .locations import MANIFEST, REGIONS, bundled_dir
+from .locations import COMBINED, MANIFEST, REGIONS, bundled_dir, members_of
 from .manifest import FileCheck, ModelInfo, ResolvedWeights, check_entry, from_folder, model_info, pick_entry, read_manifest
 
 
@@ -92,18 +92,32 @@ def load_model(resolved: ResolvedWeights | str | Path | None, device: str = "cpu
 
 
 def build_network(method: str, meta: dict):
-    """The untrained network a weights JSON describes: its registered method, or for an ensemble (``method``
-    "ensemble", ``ensemble`` listing each member's method and config) every member inside one ``Ensemble``."""
-    from ..models.ensemble import Ensemble
+    """The untrained network a weights JSON describes: its registered method, or for combined weights (``method``
+    "ensemble" or "router", ``members`` listing each member's method and config) the members inside one
+    ``Ensemble`` or ``SubsetRouter`` (the router's first member is its base, ``config.routes`` its routes)."""
     from ..models.registry import build_model, config_from_dict
 
-    if method != "ensemble":
+    if method not in COMBINED:
         return build_model(method, config=config_from_dict(method, meta.get("config") or {}))
-    members = meta.get("ensemble") or []
+    members = members_of(meta)
     if len(members) < 2 or not all(isinstance(m, dict) and m.get("method") for m in members):
-        raise WeightsError(f"ensemble weights {meta.get('name')} do not list two or more members with their methods")
-    return Ensemble([build_model(m["method"], config=config_from_dict(m["method"], m.get("config") or {}))
-                     for m in members])
+        raise WeightsError(f"{method} weights {meta.get('name')} do not list two or more members with their methods")
+    nets = [build_model(m["method"], config=config_from_dict(m["method"], m.get("config") or {})) for m in members]
+    if method == "ensemble":
+        from ..models.ensemble import Ensemble
+
+        return Ensemble(nets)
+    from ..modalities import subset_from_code
+    from ..models.router import REGIONS as ROUTE_REGIONS
+    from ..models.router import SubsetRouter
+
+    routes = (meta.get("config") or {}).get("routes") or []
+    try:
+        parsed = [([subset_from_code(c).mask for c in r["subsets"]], [ROUTE_REGIONS.index(x) for x in r["regions"]])
+                  for r in routes]
+        return SubsetRouter(nets[0], nets[1:], parsed)
+    except (KeyError, TypeError, ValueError, InputError) as exc:
+        raise WeightsError(f"router weights {meta.get('name')} have unreadable routes ({exc})") from None
 
 
 def load_state(model, state: dict, where: str) -> None:

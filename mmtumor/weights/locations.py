@@ -77,3 +77,12 @@ def offline() -> bool:
 def endpoint() -> str | None:
     value = os.environ.get("HF_ENDPOINT", "").strip()
     return value.rstrip("/") or None
+
+
+#: methods of combined weights (``weights.ensemble``): their members are listed in the metadata, not trained
+COMBINED = ("ensemble", "router")
+
+
+def members_of(meta: dict) -> list[dict]:
+    """The member records of combined weights (ensembles before the router listed them under ``ensemble``)."""
+    return list(meta.get("members") or meta.get("ensemble") or [])
