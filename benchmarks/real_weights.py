@@ -169,7 +169,8 @@ RECIPES["a2fseg-cpu-all36"] = ("a2fseg", [*_with(_STAGE2, "--epochs", "23"), "--
 # an enhancing-tumour specialist (session of 2026-12-07, seventh): the shipped default continued on the two inputs
 # its ET pass is given (T1c + FLAIR, or T1c alone: docs/segment.md, step 3) instead of all 15 subsets, which gave
 # each of them 1/15 of the steps; once with the default's 25 % phantom patches, once on real cases only (the
-# phantoms' thin rims cost ET in the mix comparison above)
+# phantoms' thin rims cost ET in the mix comparison above). Eighth session: 62 epochs each, routed for ET into the
+# default: val ET over 15 subsets 0.541 / 0.534 against 0.542, not shipped (docs/training.md)
 RECIPES["a2fseg-et-cpu"] = ("a2fseg", [*_STAGE2, "--init-from", "a2fseg-cpu", "--subsets", "T1c+FLAIR,T1c",
                                        "--mix-data", str(PHANTOMS_MIX), "--mix-fraction", "0.25"])
 RECIPES["a2fseg-et-cpu-real"] = ("a2fseg", [*_STAGE2, "--init-from", "a2fseg-cpu", "--subsets", "T1c+FLAIR,T1c"])

@@ -492,7 +492,7 @@ def weights_route(
     description: str = typer.Option("", "--description", help="Sentence added to the model card."),
     default: bool = typer.Option(False, "--default", help="Make this the folder's default model."),
 ) -> None:
-    """Combine a base model and a specialist for some modality subsets into one model (inference costs one model)."""
+    """Combine a base model and a specialist for some modality subsets into one model (unrouted inputs cost the base only)."""
     from . import api
 
     rw = api.weights_route(base, specialist, subsets, output, name, regions=regions.split(","),

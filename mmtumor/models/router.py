@@ -3,8 +3,8 @@
 Why: one network trained on all 15 subsets gives each of them a fifteenth of its steps. A model trained only on the
 inputs a protocol gives (``train --subsets``, e.g. T1c + FLAIR and T1c alone, the inputs of the default's
 enhancing-tumour pass) can be better there; the router sends exactly those inputs to it, for the regions it is
-trusted with, and everything else to the base. Each window runs one network per region, so inference costs what
-the base alone costs. It has the ``FusionModel`` forward contract, so the sliding window, test-time flips and the
+trusted with, and everything else to the base. An input that is not routed runs the base only; a routed one runs
+the specialist, and the base too unless the route covers all three regions. It has the ``FusionModel`` forward contract, so the sliding window, test-time flips and the
 enhancing-tumour second pass run it unchanged. Inference only: no loss, and it cannot initialise training.
 """
 

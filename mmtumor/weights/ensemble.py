@@ -117,8 +117,8 @@ def route_weights(base: str, specialist: str, subsets: str, out_dir: Path | str,
     b, s = (rw.name for rw in resolved)
     inputs = ", ".join(x.name for x in chosen)
     extra = _combined_meta(resolved, f"Router: {'/'.join(route['regions'])} from {s} when exactly {inputs} "
-                                     f"{'is' if len(chosen) == 1 else 'are'} given, everything else from {b}; one "
-                                     "network per window and region, so inference costs what one model costs."
+                                     f"{'is' if len(chosen) == 1 else 'are'} given, everything else from {b}; other "
+                                     "inputs cost what the base costs, routed ones at most both models' cost."
                                      + (f" {description}" if description else ""))
     extra["training"] = {"routes": [{"base": b, "specialist": s, **route}]}
     extra.update(meta or {})
