@@ -15,9 +15,17 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from ..labels import REGIONS
 from .blocks import present_rows, scatter_rows, take_rows
 
-REGIONS = ("WT", "TC", "ET")
+
+def routes_from_config(routes: Sequence[dict]) -> list[tuple[list[tuple[bool, ...]], list[int]]]:
+    """Stored routes (``{"subsets": ["0101", ...], "regions": ["ET", ...]}``, the weights JSON's ``config.routes``)
+    -> the ``SubsetRouter`` form (subset masks, region indices). Raises ValueError/KeyError on anything else."""
+    from ..modalities import subset_from_code
+
+    return [([subset_from_code(c).mask for c in r["subsets"]], [REGIONS.index(x) for x in r["regions"]])
+            for r in routes]
 
 
 class SubsetRouter(nn.Module):
@@ -35,7 +43,8 @@ class SubsetRouter(nn.Module):
             raise ValueError("a modality subset is routed twice")
         self.base = base
         self.specialists = nn.ModuleList(specialists)
-        self.masks = masks
+        for i, subsets in enumerate(masks):  # not in the state dict: the routes live in the weights' config
+            self.register_buffer(f"_masks{i}", torch.tensor(subsets, dtype=torch.bool), persistent=False)
         self.regions = [tuple(sorted({int(r) for r in regions})) for _, regions in routes]
         if any(not r or not set(r) <= {0, 1, 2} for r in self.regions):
             raise ValueError("route regions must be a non-empty subset of 0 (WT), 1 (TC), 2 (ET)")
@@ -43,8 +52,8 @@ class SubsetRouter(nn.Module):
     def _route(self, present: torch.Tensor) -> torch.Tensor:
         """Per sample: the index of the specialist whose subsets hold its ``present`` exactly, or -1."""
         chosen = torch.full((present.shape[0],), -1, dtype=torch.long, device=present.device)
-        for i, masks in enumerate(self.masks):
-            table = torch.tensor(masks, dtype=torch.bool, device=present.device)
+        for i in range(len(self.specialists)):
+            table = getattr(self, f"_masks{i}")
             hit = (present[:, None, :] == table[None]).all(-1).any(-1)
             chosen = torch.where(hit, torch.full_like(chosen, i), chosen)
         return chosen

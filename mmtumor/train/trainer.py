@@ -232,14 +232,15 @@ class Trainer:
         spacing = (self.cfg.target_spacing or 1.0,) * 3
         results: dict[str, list[list[float]]] = {}
         for case in cases:
-            settings_by_name = {"all": case.present}
-            for m in MODALITIES:
-                if case.present[m.index]:
-                    mask = np.zeros(4, bool)
-                    mask[m.index] = True
-                    settings_by_name[m.value] = mask
             if self.subsets:  # a protocol model is validated on the inputs it trains for
                 settings_by_name = {s.name: np.array(s.mask) for s in subsets_within(self.subsets, case.present)}
+            else:  # all modalities, and each single one
+                settings_by_name = {"all": case.present}
+                for m in MODALITIES:
+                    if case.present[m.index]:
+                        mask = np.zeros(4, bool)
+                        mask[m.index] = True
+                        settings_by_name[m.value] = mask
             ref = case.regions_binary()
             img = np.asarray(case.image, dtype=np.float32)
             brain = np.any(img != 0, axis=0)

@@ -100,7 +100,8 @@ def route_weights(base: str, specialist: str, subsets: str, out_dir: Path | str,
     """Write ``NAME`` in ``out_dir``: ``specialist`` answers ``regions`` for exactly the modality ``subsets`` it was
     trained for (``train --subsets``), ``base`` everything else. Thresholds and ET rule are the base's."""
     from ..modalities import parse_subsets
-    from ..models.router import REGIONS, SubsetRouter
+    from ..labels import REGIONS
+    from ..models.router import SubsetRouter, routes_from_config
 
     chosen = parse_subsets(subsets)
     codes = list(dict.fromkeys(s.code for s in chosen))
@@ -112,7 +113,7 @@ def route_weights(base: str, specialist: str, subsets: str, out_dir: Path | str,
     index = sorted({REGIONS.index(r) for r in wanted})
     route = {"subsets": codes, "regions": [REGIONS[i] for i in index]}
     base_model, spec_model = (load_model(rw)[0] for rw in resolved)
-    router = SubsetRouter(base_model, [spec_model], [([s.mask for s in chosen], index)])
+    router = SubsetRouter(base_model, [spec_model], routes_from_config([route]))  # as load_model will build it
     tensors = {k: v.detach().cpu().contiguous().clone() for k, v in router.state_dict().items()}
     b, s = (rw.name for rw in resolved)
     inputs = ", ".join(x.name for x in chosen)

@@ -107,15 +107,10 @@ def build_network(method: str, meta: dict):
         from ..models.ensemble import Ensemble
 
         return Ensemble(nets)
-    from ..modalities import subset_from_code
-    from ..models.router import REGIONS as ROUTE_REGIONS
-    from ..models.router import SubsetRouter
+    from ..models.router import SubsetRouter, routes_from_config
 
-    routes = (meta.get("config") or {}).get("routes") or []
     try:
-        parsed = [([subset_from_code(c).mask for c in r["subsets"]], [ROUTE_REGIONS.index(x) for x in r["regions"]])
-                  for r in routes]
-        return SubsetRouter(nets[0], nets[1:], parsed)
+        return SubsetRouter(nets[0], nets[1:], routes_from_config((meta.get("config") or {}).get("routes") or []))
     except (KeyError, TypeError, ValueError, InputError) as exc:
         raise WeightsError(f"router weights {meta.get('name')} have unreadable routes ({exc})") from None
 

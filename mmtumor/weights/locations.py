@@ -7,13 +7,12 @@ import os
 import re
 from pathlib import Path
 
+from ..labels import REGIONS  # noqa: F401  (the one region tuple, re-exported for the weights API)
+
 FORMAT = "mmtumor-weights/1"
 
 
 MANIFEST = "manifest.json"
-
-
-REGIONS = ("WT", "TC", "ET")
 
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
